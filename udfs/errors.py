@@ -1,0 +1,19 @@
+"""The errors mxsql raises, in a small hierarchy users can catch."""
+
+__all__ = ["MxsqlError", "ConfigError", "ModelLoadError", "RowError"]
+
+
+class MxsqlError(Exception):
+    """Base class of every error mxsql raises on purpose."""
+
+
+class ConfigError(MxsqlError, ValueError):
+    """A ``spark.mxsql.*`` setting is unknown, malformed, or not allowed to change."""
+
+
+class ModelLoadError(MxsqlError):
+    """A model's artifacts cannot be fetched, verified or loaded."""
+
+
+class RowError(MxsqlError):
+    """One input row could not be classified and ``spark.mxsql.onError=fail``."""

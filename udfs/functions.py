@@ -1,0 +1,177 @@
+"""Bodies of the SQL functions: iterators of Arrow batches in, Arrow arrays out.
+
+Each body gets the registered ``Settings`` and the batches Spark feeds one Python
+worker for one task. A row that cannot be classified gives a real SQL NULL (through
+the struct's validity mask) unless ``spark.mxsql.onError=fail``.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable, Iterator, List, NamedTuple, Optional
+
+import numpy as np
+import pyarrow as pa
+
+from mxsql.udfs import images, models
+from mxsql.udfs.config import ModelSpec, Settings
+from mxsql.udfs.errors import RowError
+
+__all__ = ["CLASS_TYPE", "INFO_TYPE", "TOP_K_TYPE", "classify", "top_k", "image_info"]
+
+CLASS_TYPE = pa.struct([
+    ("label", pa.string()), ("probability", pa.float64()), ("class_index", pa.int32()),
+])
+TOP_K_TYPE = pa.list_(CLASS_TYPE)
+INFO_TYPE = pa.struct([
+    ("format", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
+    ("mode", pa.string()), ("error", pa.string()),
+])
+_DEFAULT_MODEL = "default"
+
+
+def _session_settings(settings: Settings) -> Settings:
+    """``settings`` with this task's session overrides (``SET spark.mxsql.…``) applied."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    props = getattr(context, "_localProperties", None) if context else None
+    return settings.with_session_overrides(props or {})
+
+
+class _Group(NamedTuple):
+    """Rows of one Arrow batch that use one model, decoded."""
+
+    spec: ModelSpec
+    rows: np.ndarray  # positions in the batch of the decoded rows
+    pixels: np.ndarray  # (len(rows), H, W, C) uint8
+
+
+class _Prepared(NamedTuple):
+    size: int
+    groups: List[_Group]
+    ks: Optional[np.ndarray]
+
+
+def _columns(batch, n_optional: int):
+    """Split an Arrow batch into its columns, padding absent optional ones with None."""
+    cols = list(batch) if isinstance(batch, (tuple, list)) else [batch]
+    return cols + [None] * (1 + n_optional - len(cols))
+
+
+def _prepare(settings: Settings, content: pa.Array, names: Optional[pa.Array],
+             paths: Optional[pa.Array], ks: Optional[np.ndarray]) -> _Prepared:
+    """Decode every row of one batch with the preprocessing of the model it names."""
+    values = content.to_pylist()
+    name_list = names.to_pylist() if names is not None else [_DEFAULT_MODEL] * len(values)
+    by_model = {}
+    for row, name in enumerate(name_list):
+        by_model.setdefault(name or _DEFAULT_MODEL, []).append(row)
+    groups = []
+    for name, rows in by_model.items():
+        spec = settings.model(name)
+        decoded, kept = [], []
+        for row in rows:
+            if ks is not None and ks[row] <= 0:
+                continue  # k is NULL: so is the result
+            try:
+                decoded.append(images.load_pixels(
+                    values[row], input_size=spec.input_size, channels=spec.channels,
+                    resize=spec.resize, max_pixels=settings.max_image_pixels,
+                ))
+                kept.append(row)
+            except images.UnreadableImage as e:
+                if settings.on_error == "fail":
+                    where = f" {paths[row].as_py()}" if paths is not None else ""
+                    raise RowError(
+                        f"cannot classify image{where} with model '{name}': {e} "
+                        "(spark.mxsql.onError=fail; set it to null to get NULL instead)"
+                    ) from None
+        height, width = spec.input_size
+        pixels = (np.stack(decoded) if decoded
+                  else np.empty((0, height, width, spec.channels), np.uint8))
+        groups.append(_Group(spec, np.array(kept, dtype=np.int64), pixels))
+    return _Prepared(len(values), groups, ks)
+
+
+def _prepared_batches(settings: Settings, batches: Iterable, top: bool) -> Iterator[_Prepared]:
+    """Decode batches, the next one in a background thread while the caller runs the network."""
+    def prepare(batch) -> _Prepared:
+        if top:
+            content, k, names, paths = _columns(batch, 3)
+            ks = np.asarray(k.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+            invalid = k.is_valid().to_numpy(zero_copy_only=False) & (ks <= 0)
+            if invalid.any():
+                raise ValueError(f"mx_top_k: k must be a positive integer, got {ks[invalid][0]}")
+        else:
+            content, names, paths = _columns(batch, 2)
+            ks = None
+        return _prepare(settings, content, names, paths, ks)
+
+    if not settings.prefetch:
+        yield from map(prepare, batches)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mxsql-decode") as pool:
+        pending = None
+        for batch in batches:
+            future = pool.submit(prepare, batch)
+            if pending is not None:
+                yield pending.result()
+            pending = future
+        if pending is not None:
+            yield pending.result()
+
+
+def _scored(settings: Settings, prepared: _Prepared):
+    """(group, model, probabilities) for every group that has decodable rows."""
+    for group in prepared.groups:
+        if len(group.rows) == 0:
+            continue
+        model = models.get_model(group.spec, settings)
+        yield group, model, model.predict(group.pixels, settings.batch_size)
+
+
+def classify(settings: Settings, batches: Iterable) -> Iterator[pa.Array]:
+    """``mx_classify(content[, model[, path]])``: the top-1 class of each image."""
+    settings = _session_settings(settings)
+    for prepared in _prepared_batches(settings, batches, top=False):
+        n = prepared.size
+        labels = np.full(n, None, dtype=object)
+        probs = np.zeros(n, dtype=np.float64)
+        index = np.zeros(n, dtype=np.int32)
+        valid = np.zeros(n, dtype=bool)
+        for group, model, p in _scored(settings, prepared):
+            best = p.argmax(axis=1)
+            labels[group.rows] = np.asarray(model.labels, dtype=object)[best]
+            probs[group.rows] = p[np.arange(len(best)), best]
+            index[group.rows] = best
+            valid[group.rows] = True
+        yield pa.StructArray.from_arrays(
+            [pa.array(labels, pa.string()), pa.array(probs), pa.array(index)],
+            fields=list(CLASS_TYPE), mask=pa.array(~valid),
+        )
+
+
+def top_k(settings: Settings, batches: Iterable) -> Iterator[pa.Array]:
+    """``mx_top_k(content, k[, model[, path]])``: the k best classes, best first."""
+    settings = _session_settings(settings)
+    for prepared in _prepared_batches(settings, batches, top=True):
+        n = prepared.size
+        per_row: List[Optional[list]] = [None] * n
+        for group, model, p in _scored(settings, prepared):
+            k_max = int(min(prepared.ks[group.rows].max(), model.num_classes))
+            order = np.argsort(-p, axis=1, kind="stable")[:, :k_max]
+            for i, row in enumerate(group.rows):
+                k = min(int(prepared.ks[row]), k_max)
+                per_row[row] = [
+                    {"label": model.labels[c], "probability": float(p[i, c]), "class_index": int(c)}
+                    for c in order[i, :k]
+                ]
+        yield pa.array(per_row, type=TOP_K_TYPE)
+
+
+def image_info(settings: Settings, batches: Iterable) -> Iterator[pa.Array]:
+    """``mx_image_info(content)``: format, size and mode, or why the image won't decode."""
+    settings = _session_settings(settings)
+    for batch in batches:
+        (content,) = _columns(batch, 0)[:1]
+        infos = [images.image_info(v, settings.max_image_pixels) for v in content.to_pylist()]
+        yield pa.array([i._asdict() for i in infos], type=INFO_TYPE)

@@ -1,0 +1,213 @@
+"""MXNet checkpoints: load once per Python worker, check, and run on whole batches.
+
+The cache is a module global of this importable module, so UDF closures refer to it
+by reference and it lives as long as the Python worker that Spark reuses.
+"""
+
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+from mxsql.udfs import artifacts
+from mxsql.udfs.config import ModelSpec, Settings
+from mxsql.udfs.errors import ModelLoadError
+
+__all__ = ["LoadedModel", "get_model", "read_labels", "SOFTMAX_OPS"]
+
+SOFTMAX_OPS = frozenset({"SoftmaxOutput", "softmax", "SoftmaxActivation"})
+_WORDNET_ID = re.compile(r"^n\d{8}\s+")
+
+_log = logging.getLogger("mxsql")
+if not _log.handlers:
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter("%(asctime)s INFO mxsql: %(message)s"))
+    _log.addHandler(_handler)
+    _log.setLevel(logging.INFO)
+    _log.propagate = False
+
+_cache: Dict[tuple, "LoadedModel"] = {}
+_cache_lock = threading.Lock()
+
+
+def read_labels(path: str) -> List[str]:
+    """One label a line; a leading WordNet id (``n01440764 tench``) is dropped."""
+    with open(path, encoding="utf-8") as f:
+        lines = [line.strip() for line in f]
+    while lines and not lines[-1]:
+        lines.pop()
+    return [_WORDNET_ID.sub("", line) for line in lines]
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+class LoadedModel:
+    """A checked MXNet network bound for inference, with its labels."""
+
+    def __init__(self, spec: ModelSpec, symbol_path: str, params_path: str, labels_path: str):
+        os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # one log line per load, not two
+        import mxnet as mx
+
+        self.spec = spec
+        self._mx = mx
+        self._lock = threading.Lock()
+        try:
+            self._symbol = mx.sym.load(symbol_path)
+        except Exception as e:
+            raise ModelLoadError(
+                f"{spec.key('uri')}: {symbol_path} is not an MXNet symbol file: {_first_line(e)}"
+            ) from None
+        try:
+            saved = mx.nd.load(params_path)
+        except Exception as e:
+            raise ModelLoadError(
+                f"{spec.key('uri')}: {params_path} is not an MXNet params file: {_first_line(e)}"
+            ) from None
+        self.labels = read_labels(labels_path)
+        self._arg_params, self._aux_params = self._split_params(saved)
+        self._data_name = self._input_name()
+        self.num_classes = self._check_shapes()
+        if len(self.labels) != self.num_classes:
+            raise ModelLoadError(
+                f"{spec.key('labels')}: {len(self.labels)} labels in {labels_path} but the "
+                f"network outputs {self.num_classes} classes"
+            )
+        self.outputs_probabilities = self._outputs_probabilities()
+        self._executors: Dict[int, object] = {}
+        self._mean = None if spec.mean is None else np.array(spec.mean, np.float32).reshape(1, -1, 1, 1)
+        self._std = None if spec.std is None else np.array(spec.std, np.float32).reshape(1, -1, 1, 1)
+
+    def _split_params(self, saved):
+        auxs = set(self._symbol.list_auxiliary_states())
+        arg_params, aux_params = {}, {}
+        for name, value in saved.items():
+            kind, _, bare = name.partition(":")
+            if not bare:
+                kind, bare = ("aux" if name in auxs else "arg"), name
+            (aux_params if kind == "aux" else arg_params)[bare] = value
+        return arg_params, aux_params
+
+    def _input_name(self) -> str:
+        inputs = [
+            a for a in self._symbol.list_arguments()
+            if a not in self._arg_params and not a.endswith("label")
+        ]
+        if len(inputs) != 1:
+            missing = [a for a in inputs if a != "data"] or ["an input"]
+            raise ModelLoadError(
+                f"{self.spec.key('uri')}: the params file lacks {', '.join(missing)} "
+                f"(is {self.spec.key('epoch')}={self.spec.epoch} the right checkpoint?)"
+            )
+        return inputs[0]
+
+    def _input_shape(self, batch: int) -> Tuple[int, int, int, int]:
+        height, width = self.spec.input_size
+        return batch, self.spec.channels, height, width
+
+    def _check_shapes(self) -> int:
+        shape = self._input_shape(1)
+        try:
+            _, out_shapes, _ = self._symbol.infer_shape(**{self._data_name: shape})
+        except Exception as e:
+            raise ModelLoadError(
+                f"{self.spec.key('inputSize')}: the network rejects input shape "
+                f"{shape[1:]} (channels, height, width): {_first_line(e)}; set "
+                f"{self.spec.key('inputSize')} and {self.spec.key('channels')} to what it "
+                "was trained on"
+            ) from None
+        if not out_shapes or out_shapes[0] is None:
+            raise ModelLoadError(
+                f"{self.spec.key('inputSize')}: cannot infer the network's output for "
+                f"input shape {shape[1:]}"
+            )
+        return int(np.prod(out_shapes[0][1:]))
+
+    def _outputs_probabilities(self) -> bool:
+        if self.spec.output != "auto":
+            return self.spec.output == "probabilities"
+        graph = json.loads(self._symbol.tojson())
+        head = graph["heads"][0][0]
+        return graph["nodes"][head]["op"] in SOFTMAX_OPS
+
+    def _executor(self, batch: int):
+        exe = self._executors.get(batch)
+        if exe is None:
+            exe = self._symbol.simple_bind(
+                self._mx.cpu(), grad_req="null", **{self._data_name: self._input_shape(batch)}
+            )
+            exe.copy_params_from(self._arg_params, self._aux_params, allow_extra_params=True)
+            self._executors[batch] = exe
+        return exe
+
+    def predict(self, pixels: np.ndarray, batch_size: int) -> np.ndarray:
+        """Class probabilities, shape (N, classes), for uint8 pixels of shape (N, H, W, C).
+
+        Runs the network ``batch_size`` images at a time; a last short batch is padded
+        in memory to the same shape, so MKLDNN reuses one kernel plan.
+        """
+        n = len(pixels)
+        out = np.empty((n, self.num_classes), dtype=np.float64)
+        for start in range(0, n, batch_size):
+            chunk = pixels[start:start + batch_size]
+            out[start:start + len(chunk)] = self._forward(chunk, batch_size)
+        return out
+
+    def _forward(self, chunk: np.ndarray, batch_size: int) -> np.ndarray:
+        x = np.zeros(self._input_shape(batch_size), dtype=np.float32)
+        x[: len(chunk)] = chunk.transpose(0, 3, 1, 2)
+        if self._mean is not None:
+            x -= self._mean
+        if self._std is not None:
+            x /= self._std
+        with self._lock:
+            exe = self._executor(batch_size)
+            exe.forward(is_train=False, **{self._data_name: x})
+            scores = exe.outputs[0].asnumpy().reshape(batch_size, -1)[: len(chunk)]
+        scores = scores.astype(np.float64)
+        if self.outputs_probabilities:
+            return scores
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        return scores
+
+
+def get_model(spec: ModelSpec, settings: Settings) -> LoadedModel:
+    """The loaded model for ``spec``: fetched and loaded on first use, then reused."""
+    cache_key = (spec, settings.cache_dir, settings.s3)
+    model = _cache.get(cache_key)
+    if model is not None:
+        return model
+    with _cache_lock:
+        model = _cache.get(cache_key)
+        if model is None:
+            model = _load(spec, settings)
+            _cache[cache_key] = model
+    return model
+
+
+def _load(spec: ModelSpec, settings: Settings) -> LoadedModel:
+    started = time.monotonic()
+    common = dict(cache_dir=settings.cache_dir, s3=settings.s3)
+    symbol = artifacts.fetch(spec.symbol_uri, key=spec.key("uri"), sha256=spec.sha256_symbol,
+                             checksum_key=spec.key("sha256.symbol"), **common)
+    params = artifacts.fetch(spec.params_uri, key=spec.key("uri"), sha256=spec.sha256_params,
+                             checksum_key=spec.key("sha256.params"), **common)
+    labels_key = spec.key("labels") if spec.labels else spec.key("uri")
+    labels = artifacts.fetch(spec.labels_uri, key=labels_key, sha256=spec.sha256_labels,
+                             checksum_key=spec.key("sha256.labels"), **common)
+    model = LoadedModel(spec, symbol, params, labels)
+    _log.info(
+        "loaded model '%s' from %s in %.2f s (pid %d)",
+        spec.name, spec.uri, time.monotonic() - started, os.getpid(),
+    )
+    return model
