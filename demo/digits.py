@@ -103,4 +103,4 @@ def build(root: str) -> Tuple[str, List[str]]:
         return prefix, test
     train_paths, test = write_images(os.path.join(root, "images"))
     train(train_paths, prefix)
-    return prefix, test
+    return prefix, sorted(test)

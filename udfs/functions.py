@@ -5,6 +5,8 @@ worker for one task. A row that cannot be classified gives a real SQL NULL (thro
 the struct's validity mask) unless ``spark.mxsql.onError=fail``.
 """
 
+import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator, List, NamedTuple, Optional
 
@@ -26,6 +28,7 @@ INFO_TYPE = pa.struct([
     ("mode", pa.string()), ("error", pa.string()),
 ])
 _DEFAULT_MODEL = "default"
+_log = logging.getLogger("mxsql")
 
 
 def _session_settings(settings: Settings) -> Settings:
@@ -126,6 +129,8 @@ def _scored(settings: Settings, prepared: _Prepared):
         if len(group.rows) == 0:
             continue
         model = models.get_model(group.spec, settings)
+        _log.debug("model '%s' runs on %d rows (pid %d)", group.spec.name, len(group.rows),
+                   os.getpid())
         yield group, model, model.predict(group.pixels, settings.batch_size)
 
 

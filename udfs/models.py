@@ -27,9 +27,14 @@ _WORDNET_ID = re.compile(r"^n\d{8}\s+")
 _log = logging.getLogger("mxsql")
 if not _log.handlers:
     _handler = logging.StreamHandler(sys.stderr)
-    _handler.setFormatter(logging.Formatter("%(asctime)s INFO mxsql: %(message)s"))
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s mxsql: %(message)s"))
     _log.addHandler(_handler)
-    _log.setLevel(logging.INFO)
+    # MXSQL_LOG_LEVEL=DEBUG in the workers' environment adds one line per batch the
+    # network runs on (functions.py); on a cluster set spark.executorEnv.MXSQL_LOG_LEVEL.
+    _level = os.environ.get("MXSQL_LOG_LEVEL", "INFO").strip().upper()
+    if _level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError(f"MXSQL_LOG_LEVEL={_level!r}: must be DEBUG, INFO, WARNING or ERROR")
+    _log.setLevel(_level)
     _log.propagate = False
 
 _cache: Dict[tuple, "LoadedModel"] = {}
@@ -116,7 +121,8 @@ class LoadedModel:
     def _check_shapes(self) -> int:
         shape = self._input_shape(1)
         try:
-            _, out_shapes, _ = self._symbol.infer_shape(**{self._data_name: shape})
+            known = {name: value.shape for name, value in self._arg_params.items()}
+            _, out_shapes, _ = self._symbol.infer_shape(**known, **{self._data_name: shape})
         except Exception as e:
             raise ModelLoadError(
                 f"{self.spec.key('inputSize')}: the network rejects input shape "

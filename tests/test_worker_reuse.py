@@ -1,0 +1,57 @@
+"""A model is loaded once per Python worker and reused across batches, tasks and queries.
+
+The proof is the workers' own load log (one line per load, with the worker's pid),
+read from the stderr of a separate driver process.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+from demo import digits as digits_demo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+DRIVER = r"""
+import json, sys
+from mxsql.registry.session import build_session
+conf = json.loads(sys.argv[1])
+spark = build_session(conf, master="local[2]", app_name="reuse")
+df = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(sys.argv[2])
+df.repartition(6).createOrReplaceTempView("digits")
+for query in range(3):
+    rows = spark.sql(
+        "SELECT path, mx_classify(content) c, spark_partition_id() p FROM digits").collect()
+    print(json.dumps({"rows": len(rows), "partitions": len({r.p for r in rows}),
+                      "classified": sum(r.c is not None for r in rows)}), flush=True)
+spark.stop()
+"""
+
+
+def test_model_loads_once_per_worker_across_three_queries(digits, tmp_path):
+    prefix, paths = digits
+    conf = {
+        **digits_demo.model_conf(prefix),
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "16",
+        "spark.mxsql.batchSize": "8",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+    }
+    folder = os.path.dirname(os.path.dirname(paths[0]))
+    env = {**os.environ, "MXSQL_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", DRIVER, json.dumps(conf), folder],
+        capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    queries = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(queries) == 3
+    for query in queries:
+        assert query["rows"] == query["classified"] == len(paths)
+        assert query["partitions"] >= 4
+    loads = re.findall(r"loaded model 'default' from \S+ in [\d.]+ s \(pid (\d+)\)", done.stderr)
+    assert loads, done.stderr[-3000:]
+    assert len(loads) == len(set(loads)), f"a worker loaded the model twice: {loads}"
+    assert len(loads) <= 2, f"local[2] runs at most 2 Python workers at once, loads: {loads}"
