@@ -1,6 +1,6 @@
 """The errors mxsql raises, in a small hierarchy users can catch."""
 
-__all__ = ["MxsqlError", "ConfigError", "ModelLoadError", "RowError"]
+__all__ = ["MxsqlError", "ConfigError", "ModelLoadError", "InferenceError", "RowError"]
 
 
 class MxsqlError(Exception):
@@ -13,6 +13,10 @@ class ConfigError(MxsqlError, ValueError):
 
 class ModelLoadError(MxsqlError):
     """A model's artifacts cannot be fetched, verified or loaded."""
+
+
+class InferenceError(MxsqlError):
+    """The network failed on input that decoded fine (the model, not the image, refused it)."""
 
 
 class RowError(MxsqlError):

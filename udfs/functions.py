@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from mxsql.udfs import images, models
 from mxsql.udfs.config import ModelSpec, Settings
-from mxsql.udfs.errors import RowError
+from mxsql.udfs.errors import InferenceError, RowError
 
 __all__ = ["CLASS_TYPE", "INFO_TYPE", "TOP_K_TYPE", "classify", "top_k", "image_info"]
 
@@ -131,7 +131,26 @@ def _scored(settings: Settings, prepared: _Prepared):
         model = models.get_model(group.spec, settings)
         _log.debug("model '%s' runs on %d rows (pid %d)", group.spec.name, len(group.rows),
                    os.getpid())
-        yield group, model, model.predict(group.pixels, settings.batch_size)
+        try:
+            yield group, model, model.predict(group.pixels, settings.batch_size)
+        except InferenceError:
+            if settings.on_error == "fail":
+                raise
+            yield _isolate_failures(settings, group, model)
+
+
+def _isolate_failures(settings: Settings, group: _Group, model):
+    """Run a group the network failed on one image at a time; failing rows get no result."""
+    kept, probs = [], []
+    for i, row in enumerate(group.rows):
+        try:
+            probs.append(model.predict(group.pixels[i:i + 1], settings.batch_size)[0])
+            kept.append(i)
+        except InferenceError as e:
+            _log.warning("row %d of a batch gives NULL: %s", row, e)
+    rows = group.rows[kept]
+    scores = np.stack(probs) if probs else np.empty((0, model.num_classes))
+    return group._replace(rows=rows, pixels=group.pixels[kept]), model, scores
 
 
 def classify(settings: Settings, batches: Iterable) -> Iterator[pa.Array]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from mxsql.udfs import artifacts
 from mxsql.udfs.config import ModelSpec, Settings
-from mxsql.udfs.errors import ModelLoadError
+from mxsql.udfs.errors import InferenceError, ModelLoadError
 
 __all__ = ["LoadedModel", "get_model", "read_labels", "SOFTMAX_OPS"]
 
@@ -51,8 +51,12 @@ def read_labels(path: str) -> List[str]:
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    """The line of an error that says what went wrong (MXNet's start with a C++ trace)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("MXNetError:"):
+            return line[len("MXNetError:"):].strip()
+    return lines[0] if lines else type(error).__name__
 
 
 class LoadedModel:
@@ -158,13 +162,20 @@ class LoadedModel:
         """Class probabilities, shape (N, classes), for uint8 pixels of shape (N, H, W, C).
 
         Runs the network ``batch_size`` images at a time; a last short batch is padded
-        in memory to the same shape, so MKLDNN reuses one kernel plan.
+        in memory to the same shape, so MKLDNN reuses one kernel plan. Raises
+        InferenceError, naming the model, when MXNet fails on the input.
         """
         n = len(pixels)
         out = np.empty((n, self.num_classes), dtype=np.float64)
         for start in range(0, n, batch_size):
             chunk = pixels[start:start + batch_size]
-            out[start:start + len(chunk)] = self._forward(chunk, batch_size)
+            try:
+                out[start:start + len(chunk)] = self._forward(chunk, batch_size)
+            except self._mx.base.MXNetError as e:
+                raise InferenceError(
+                    f"model '{self.spec.name}' ({self.spec.uri}) failed on a batch of "
+                    f"{len(chunk)} images: {_first_line(e)}"
+                ) from None
         return out
 
     def _forward(self, chunk: np.ndarray, batch_size: int) -> np.ndarray:
