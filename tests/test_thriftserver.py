@@ -1,0 +1,295 @@
+"""mxsql-thriftserver: Spark's Thrift server with the mx functions, for BI tools.
+
+The server runs in its own process (it needs singleSession, a static setting) with a
+home of its own (its own Derby metastore), is reached with Spark's bundled beeline and
+with PyHive, and is stopped by the test that started it. Its stderr carries the Python
+workers' stderr (local mode): the tests read model loads and, with MXSQL_LOG_LEVEL=DEBUG,
+every batch the network runs on, from there.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections import Counter
+
+import psutil
+import pytest
+
+from demo import digits as digits_demo
+from mxsql.registry.thriftserver import HOST_KEY, PORT_KEY, server_conf
+from mxsql.udfs.errors import ConfigError
+from tests import servers
+
+_BATCH_ROWS = 64  # spark.sql.execution.arrow.maxRecordsPerBatch the server runs with
+_LOADED = re.compile(r"loaded model 'default' from .* \(pid (\d+)\)")
+_RUNS_ON = re.compile(r"DEBUG mxsql: model 'default' runs on (\d+) rows \(pid (\d+)\)")
+_HADOOP_HOST = "spark.hadoop." + HOST_KEY
+_HADOOP_PORT = "spark.hadoop." + PORT_KEY
+
+
+# --- the command line, without a server ----------------------------------------------
+
+def test_binds_loopback_unless_told_otherwise():
+    assert server_conf()[_HADOOP_HOST] == "127.0.0.1"
+
+
+def test_host_and_port_are_shorthands_for_spark_hiveconf_settings():
+    shorthand = server_conf(host="0.0.0.0", port=10001)
+    hiveconf = server_conf(hiveconf=[f"{HOST_KEY}=0.0.0.0", f"{PORT_KEY}=10001"])
+    assert shorthand == hiveconf
+    assert shorthand[_HADOOP_HOST] == "0.0.0.0" and shorthand[_HADOOP_PORT] == "10001"
+
+
+def test_host_from_the_properties_file_is_kept():
+    conf = server_conf(base={_HADOOP_HOST: "10.1.2.3"})
+    assert _HADOOP_HOST not in conf  # the file's value stays in force under --conf
+
+
+def test_port_that_contradicts_hiveconf_is_rejected():
+    with pytest.raises(ConfigError, match=f"--port 10001 contradicts {PORT_KEY}=10002"):
+        server_conf(hiveconf=[f"{PORT_KEY}=10002"], port=10001)
+
+
+def test_single_session_is_forced_and_false_is_rejected_naming_the_key():
+    assert server_conf()["spark.sql.hive.thriftServer.singleSession"] == "true"
+    with pytest.raises(ConfigError, match="spark.sql.hive.thriftServer.singleSession=false"):
+        server_conf(conf=["spark.sql.hive.thriftServer.singleSession=false"])
+
+
+def test_malformed_setting_is_rejected_naming_the_option():
+    with pytest.raises(ConfigError, match="--hiveconf 'hive.server2.thrift.port': expected"):
+        server_conf(hiveconf=["hive.server2.thrift.port"])
+
+
+# --- one server for the JDBC tests -----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digit_folder(digits):
+    return os.path.dirname(os.path.dirname(digits[1][0]))
+
+
+@pytest.fixture(scope="module")
+def server(digits, tmp_path_factory):
+    """A running server: local[2], the digits model as 'default', per-batch DEBUG lines."""
+    root = tmp_path_factory.mktemp("thriftserver")
+    args = ["--master", "local[2]", "--port", "0", "--conf", "spark.ui.enabled=false",
+            "--conf", f"spark.sql.execution.arrow.maxRecordsPerBatch={_BATCH_ROWS}",
+            "--conf", f"spark.mxsql.cacheDir={root / 'cache'}"]
+    for key, value in digits_demo.model_conf(digits[0]).items():
+        args += ["--conf", f"{key}={value}"]
+    env = {"MXSQL_HOME": str(root / "home"), "MXSQL_LOG_LEVEL": "DEBUG"}
+    with servers.ThriftServerProcess(args, log_path=str(root / "server.log"), env=env) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def digits_table(server, digit_folder):
+    servers.pyhive_rows(server.host, server.port, (
+        f"CREATE TABLE digits USING binaryFile "
+        f"OPTIONS (path '{digit_folder}', recursiveFileLookup 'true')"
+    ))
+    return "digits"
+
+
+@pytest.fixture(scope="module")
+def images_10k(server, digits, tmp_path_factory):
+    """Table images10k: 10,000 digit PNGs in one folder, the true label in each name."""
+    folder = tmp_path_factory.mktemp("images10k")
+    test_paths = digits[1]
+    for i in range(10_000):
+        source = test_paths[i % len(test_paths)]
+        shutil.copyfile(source, folder / f"{digits_demo.label_of(source)}-{i:05d}.png")
+    servers.pyhive_rows(server.host, server.port,
+                        f"CREATE TABLE images10k USING binaryFile OPTIONS (path '{folder}')")
+    return "images10k"
+
+
+def _folder_label(path: str) -> str:
+    return os.path.basename(os.path.dirname(path))
+
+
+def _accuracy(rows) -> float:
+    return sum(label == _folder_label(path) for path, label in rows) / len(rows)
+
+
+def _classify_all(server, table: str, *, user: str = "tester"):
+    return sorted(servers.pyhive_rows(
+        server.host, server.port, f"SELECT path, mx_classify(content).label FROM {table}",
+        user=user,
+    ))
+
+
+def _worker_log(server, since: int, *, expect_lines: bool = True) -> str:
+    """The server's log from byte ``since``, once the workers' lines have arrived."""
+    # Workers write before they return results, but their stderr reaches the log through
+    # a JVM thread: give it a moment when lines are expected.
+    if expect_lines:
+        servers.poll(lambda: _RUNS_ON.search(server.log(since)), deadline=10,
+                     what="a worker's per-batch log line")
+    return server.log(since)
+
+
+@pytest.mark.slow
+def test_logs_where_it_listens_and_listens_on_loopback_only(server):
+    assert f"listening on 127.0.0.1:{server.port} (jdbc:hive2://127.0.0.1:{server.port}/)" \
+        in server.log()
+    listening = {
+        c.laddr.ip for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == server.port
+    }
+    assert listening and listening <= {"127.0.0.1", "::ffff:127.0.0.1"}
+
+
+@pytest.mark.slow
+def test_beeline_creates_a_table_and_classifies_digits(server, digit_folder, digits):
+    code, out, err = servers.beeline(server.url, (
+        f"CREATE TABLE beeline_digits USING binaryFile "
+        f"OPTIONS (path '{digit_folder}', recursiveFileLookup 'true');"
+        f"SELECT path, mx_classify(content).label FROM beeline_digits;"
+    ))
+    assert code == 0, err
+    rows = [line.split("\t") for line in out.splitlines() if line.strip()]
+    assert len(rows) == len(digits[1])
+    assert _accuracy(rows) >= 0.9
+
+
+@pytest.mark.slow
+def test_pyhive_reads_label_and_probability_of_one_call(server, digits_table, digits):
+    rows = servers.pyhive_rows(server.host, server.port, (
+        "SELECT path, c.label, c.probability FROM "
+        f"(SELECT path, mx_classify(content) AS c FROM {digits_table})"
+    ))
+    assert len(rows) == len(digits[1])
+    assert _accuracy([(path, label) for path, label, _ in rows]) >= 0.9
+    assert all(0.0 < p <= 1.0 for _, _, p in rows)
+
+
+@pytest.mark.slow
+def test_four_concurrent_clients_get_the_same_correct_labels(server, digits_table):
+    reference = _classify_all(server, digits_table)
+    results = [None] * 4
+
+    def client(i):
+        results[i] = _classify_all(server, digits_table, user=f"client{i}")
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert _accuracy(reference) >= 0.9
+    assert results == [reference] * 4
+
+
+@pytest.mark.slow
+def test_model_is_loaded_once_per_worker_not_per_connection(server, digits_table):
+    since = server.log_size()
+    queries = 0
+    for user in ("ana", "ben", "cy", "dee"):
+        for _ in range(2):
+            _classify_all(server, digits_table, user=user)
+            queries += 1
+    loads_here = _LOADED.findall(_worker_log(server, since))
+    per_pid = Counter(_LOADED.findall(server.log()))
+    assert per_pid and set(per_pid.values()) == {1}, per_pid
+    assert len(loads_here) < queries
+
+
+@pytest.mark.slow
+def test_worker_log_counts_every_row_the_network_runs_on(server, digits_table, digits):
+    since = server.log_size()
+    _classify_all(server, digits_table)
+    ran = [int(n) for n, _ in _RUNS_ON.findall(_worker_log(server, since))]
+    assert sum(ran) == len(digits[1])
+
+
+@pytest.mark.slow
+def test_limit_10_over_10000_images_runs_the_network_on_a_batch_or_two(server, images_10k):
+    """A BI tool's preview: the workers' own log shows the rows the network ran on."""
+    since = server.log_size()
+    query = f"SELECT path, mx_classify(content).label FROM {images_10k} LIMIT 10"
+    rows = servers.pyhive_rows(server.host, server.port, query)
+    assert len(rows) == 10
+    assert all(label in digits_demo.NAMES for _, label in rows)
+    ran = [int(n) for n, _ in _RUNS_ON.findall(_worker_log(server, since))]
+    assert 1 <= len(ran) <= 2 and sum(ran) <= 2 * _BATCH_ROWS, ran
+
+
+@pytest.mark.slow
+def test_set_of_a_configured_models_source_is_refused_in_that_connection(server, digits_table):
+    from pyhive import hive
+
+    connection = hive.connect(host=server.host, port=server.port, auth="NONE", username="mallory")
+    try:
+        with pytest.raises(hive.OperationalError, match="CANNOT_MODIFY_STATIC_CONFIG.*"
+                                                        "spark.mxsql.model.default.uri"):
+            connection.cursor().execute("SET spark.mxsql.model.default.uri=/elsewhere/net")
+    finally:
+        connection.close()
+    rows = servers.pyhive_rows(server.host, server.port,
+                               f"SELECT mx_classify(content).label FROM {digits_table} LIMIT 3")
+    assert len(rows) == 3 and all(label in digits_demo.NAMES for (label,) in rows)
+
+
+@pytest.mark.slow
+def test_set_of_an_unknown_models_source_is_refused_at_its_next_mx_query(server, digits_table):
+    from pyhive import hive
+
+    connection = hive.connect(host=server.host, port=server.port, auth="NONE", username="mallory")
+    cursor = connection.cursor()
+    try:
+        cursor.execute("SET spark.mxsql.model.other.uri=/elsewhere/net")
+        with pytest.raises(hive.OperationalError,
+                           match="spark.mxsql.model.other.uri cannot be changed with SET"):
+            cursor.execute(f"SELECT mx_classify(content, 'other') FROM {digits_table} LIMIT 1")
+    finally:
+        # One session serves every connection: leave it as it was.
+        cursor.execute("RESET spark.mxsql.model.other.uri")
+        connection.close()
+
+
+# --- starting and stopping -------------------------------------------------------------
+
+def _bare_server_args(*extra):
+    return ["--master", "local[1]", "--conf", "spark.ui.enabled=false", *extra]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, group", [
+    pytest.param(signal.SIGTERM, False, id="SIGTERM"),
+    pytest.param(signal.SIGINT, True, id="ctrl-c"),
+])
+def test_signal_stops_the_server_and_exits_0(tmp_path, signum, group):
+    args = _bare_server_args("--hiveconf", f"{PORT_KEY}=0",
+                             "--hiveconf", f"{HOST_KEY}=127.0.0.1")
+    with servers.ThriftServerProcess(args, log_path=str(tmp_path / "server.log"),
+                                     env={"MXSQL_HOME": str(tmp_path / "home")}) as server:
+        processes = server.processes()
+        assert server.stop(signum, group=group) == 0, server.log()[-3000:]
+        _, alive = psutil.wait_procs(processes, timeout=30)
+        assert not alive
+        assert f"{signal.Signals(signum).name} received: stopping" in server.log()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((server.host, server.port), timeout=5).close()
+
+
+@pytest.mark.slow
+def test_port_in_use_exits_1_and_says_why(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "mxsql-thriftserver"),
+             *_bare_server_args("--port", str(port))],
+            env={**os.environ, "MXSQL_HOME": str(tmp_path / "home")},
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180,
+        )
+    assert done.returncode == 1
+    assert "the Thrift server failed" in done.stderr
+    assert re.search(r"Address already in use|Could not create ServerSocket", done.stderr)
