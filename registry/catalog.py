@@ -6,7 +6,7 @@ from typing import Callable, Iterator, Optional, Tuple
 import pyarrow as pa
 
 from mxsql.registry.config import settings_from_session
-from mxsql.udfs import functions
+from mxsql.udfs import functions, s3source
 from mxsql.udfs.config import Settings
 
 __all__ = ["SqlFunction", "FUNCTIONS", "register_all"]
@@ -65,7 +65,8 @@ def register_all(spark, *, settings: Optional[Settings] = None) -> Settings:
 
     Cheap: it validates the ``spark.mxsql.*`` keys (raising ConfigError naming a bad
     key) but loads no model and imports no MXNet; models load in the workers on first
-    use. Call it again after changing model settings to re-capture them.
+    use. Call it again after changing model settings to re-capture them. It also
+    registers the ``mxsql_s3`` data source with the session's S3 settings.
 
     Examples
     --------
@@ -77,4 +78,5 @@ def register_all(spark, *, settings: Optional[Settings] = None) -> Settings:
         settings = settings_from_session(spark)
     for fn in FUNCTIONS:
         spark.udf.register(fn.name, _arrow_udf(fn, settings))
+    spark.dataSource.register(s3source.data_source(settings))
     return settings

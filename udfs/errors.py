@@ -1,6 +1,8 @@
 """The errors mxsql raises, in a small hierarchy users can catch."""
 
-__all__ = ["MxsqlError", "ConfigError", "ModelLoadError", "InferenceError", "RowError"]
+__all__ = [
+    "MxsqlError", "ConfigError", "ModelLoadError", "InferenceError", "RowError", "S3Error",
+]
 
 
 class MxsqlError(Exception):
@@ -21,3 +23,7 @@ class InferenceError(MxsqlError):
 
 class RowError(MxsqlError):
     """One input row could not be classified and ``spark.mxsql.onError=fail``."""
+
+
+class S3Error(MxsqlError):
+    """S3 refused or lacks what a query needs: a bucket, a listing, an object, a commit."""
