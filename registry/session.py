@@ -99,14 +99,20 @@ def build_session(
     app_name: str = "mxsql",
     properties_file: Optional[str] = None,
     register: bool = True,
+    defaults: Optional[Mapping[str, str]] = None,
 ):
     """A Hive-enabled SparkSession with the mx functions registered.
 
     ``conf`` holds the command line's settings; they override the properties file.
-    Raises ConfigError for a malformed ``spark.mxsql.*`` setting.
+    ``defaults`` are the caller's fallbacks, used where neither sets a key (the
+    shell's progress bar follows the terminal this way). Raises ConfigError for a
+    malformed ``spark.mxsql.*`` setting.
     """
     settings = layered_conf(conf, properties_file=properties_file)
+    for key, value in (defaults or {}).items():
+        settings.setdefault(key, value)
     master = master or settings.get("spark.master") or "local[*]"
+    settings["spark.master"] = master  # else a spark.master in the file beats --master
     _prepare_environment(master)
     if master.startswith("local") and "spark.driver.bindAddress" not in settings:
         settings["spark.driver.host"] = settings.get("spark.driver.host", "127.0.0.1")
