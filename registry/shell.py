@@ -70,7 +70,7 @@ _REGISTRATION_LOGGERS = (
     "org.apache.spark.sql.execution.datasources.DataSourceManager",
 )
 _WORKER_ERROR = re.compile(
-    r"^mxsql\.udfs\.errors\.(ConfigError|ModelLoadError|RowError): (.*)$", re.MULTILINE
+    r"^mxsql\.udfs\.errors\.(\w+Error): (.*)$", re.MULTILINE
 )
 
 _DESCRIPTION = """\

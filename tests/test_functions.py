@@ -97,7 +97,7 @@ def test_top_k_beyond_the_classes_gives_every_class(spark, digits_table):
 def test_top_k_of_null_k_is_null_and_bad_k_fails(spark, digits_table):
     (row,) = spark.sql("SELECT mx_top_k(content, CAST(NULL AS INT)) k FROM digits LIMIT 1").collect()
     assert row.k is None
-    with pytest.raises(Exception, match="k must be a positive integer, got 0"):
+    with pytest.raises(Exception, match="ArgumentError: mx_top_k: k must be a positive integer, got 0"):
         spark.sql("SELECT mx_top_k(content, 0) FROM digits LIMIT 1").collect()
 
 

@@ -4,9 +4,12 @@ Nothing here imports driver code (``mxsql.registry``), py4j or MXNet at import t
 """
 
 from mxsql.udfs.config import ModelSpec, Settings, parse_settings
-from mxsql.udfs.errors import ConfigError, ModelLoadError, MxsqlError, RowError
+from mxsql.udfs.errors import (
+    ArgumentError, ConfigError, InferenceError, ModelLoadError, MxsqlError, RowError, S3Error,
+)
 
 __all__ = [
     "ModelSpec", "Settings", "parse_settings",
-    "MxsqlError", "ConfigError", "ModelLoadError", "RowError",
+    "MxsqlError", "ConfigError", "ArgumentError", "ModelLoadError", "InferenceError",
+    "RowError", "S3Error",
 ]

@@ -1,7 +1,8 @@
 """The errors mxsql raises, in a small hierarchy users can catch."""
 
 __all__ = [
-    "MxsqlError", "ConfigError", "ModelLoadError", "InferenceError", "RowError", "S3Error",
+    "MxsqlError", "ConfigError", "ArgumentError", "ModelLoadError", "InferenceError",
+    "RowError", "S3Error",
 ]
 
 
@@ -11,6 +12,10 @@ class MxsqlError(Exception):
 
 class ConfigError(MxsqlError, ValueError):
     """A ``spark.mxsql.*`` setting is unknown, malformed, or not allowed to change."""
+
+
+class ArgumentError(MxsqlError, ValueError):
+    """A SQL function was called with an argument it cannot take (``mx_top_k`` with k < 1)."""
 
 
 class ModelLoadError(MxsqlError):

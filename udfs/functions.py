@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from mxsql.udfs import images, models
 from mxsql.udfs.config import ModelSpec, Settings
-from mxsql.udfs.errors import InferenceError, RowError
+from mxsql.udfs.errors import ArgumentError, InferenceError, RowError
 
 __all__ = ["CLASS_TYPE", "INFO_TYPE", "TOP_K_TYPE", "classify", "top_k", "image_info"]
 
@@ -103,7 +103,8 @@ def _prepared_batches(settings: Settings, batches: Iterable, top: bool) -> Itera
             ks = np.asarray(k.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
             invalid = k.is_valid().to_numpy(zero_copy_only=False) & (ks <= 0)
             if invalid.any():
-                raise ValueError(f"mx_top_k: k must be a positive integer, got {ks[invalid][0]}")
+                raise ArgumentError(
+                    f"mx_top_k: k must be a positive integer, got {ks[invalid][0]}")
         else:
             content, names, paths = _columns(batch, 2)
             ks = None
