@@ -1,12 +1,14 @@
 """mxsql: MXNet image classification as Spark SQL functions, a plugin for PySpark 4."""
 
+from pathlib import Path
+
 from setuptools import setup
 
 setup(
     name="mxsql",
     version="0.1.0",
     description="MXNet image classification as vectorized Spark SQL functions",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.9,<3.12",
     # One import namespace: the folders udfs/ and registry/ install as mxsql.udfs and

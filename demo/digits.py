@@ -19,13 +19,14 @@ EPOCH = 0
 
 def model_conf(prefix: str, name: str = "default") -> Dict[str, str]:
     """The spark.mxsql.model.NAME.* settings that describe the digits model."""
-    key = f"spark.mxsql.model.{name}."
+    from mxsql.udfs.config import model_key
+
     return {
-        key + "uri": prefix,
-        key + "epoch": str(EPOCH),
-        key + "inputSize": str(INPUT_SIZE),
-        key + "channels": "1",
-        key + "std": "255",
+        model_key(name, "uri"): prefix,
+        model_key(name, "epoch"): str(EPOCH),
+        model_key(name, "inputSize"): str(INPUT_SIZE),
+        model_key(name, "channels"): "1",
+        model_key(name, "std"): "255",
     }
 
 
@@ -54,6 +55,11 @@ def label_of(path: str) -> str:
     return os.path.basename(os.path.dirname(path))
 
 
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def _network():
     import mxnet as mx
 
@@ -73,7 +79,7 @@ def train(image_paths: List[str], prefix: str, *, epochs: int = 40) -> None:
     from mxsql.udfs.images import load_pixels
 
     x = np.stack([
-        load_pixels(open(p, "rb").read(), input_size=(INPUT_SIZE, INPUT_SIZE), channels=1,
+        load_pixels(_read(p), input_size=(INPUT_SIZE, INPUT_SIZE), channels=1,
                     resize="stretch", max_pixels=1 << 30)
         for p in image_paths
     ]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
@@ -96,7 +102,8 @@ def build(root: str) -> Tuple[str, List[str]]:
     """Build (once) the digits images and model under root; return (prefix, test paths)."""
     prefix = os.path.join(root, "model", "digits")
     test_dir = os.path.join(root, "images", "test")
-    if os.path.exists(prefix + "-symbol.json") and os.path.isdir(test_dir):
+    # synset.txt is written last: its presence means a whole earlier build.
+    if os.path.exists(os.path.join(root, "model", "synset.txt")) and os.path.isdir(test_dir):
         test = sorted(
             os.path.join(d, f) for d, _, files in os.walk(test_dir) for f in files
         )

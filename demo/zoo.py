@@ -10,7 +10,7 @@ from typing import Dict
 def export_resnet18(root: str, *, classes: int = 1000) -> str:
     """Export resnet18_v1(pretrained=False) under root (once); return its prefix."""
     prefix = os.path.join(root, "resnet-18")
-    if os.path.exists(prefix + "-0000.params"):
+    if os.path.exists(os.path.join(root, "synset.txt")):  # written last
         return prefix
     import mxnet as mx
     from mxnet.gluon.model_zoo import vision
@@ -29,4 +29,6 @@ def export_resnet18(root: str, *, classes: int = 1000) -> str:
 
 def model_conf(prefix: str, name: str = "resnet18") -> Dict[str, str]:
     """The spark.mxsql.model.NAME.* settings for the exported ResNet-18."""
-    return {f"spark.mxsql.model.{name}.uri": prefix}
+    from mxsql.udfs.config import model_key
+
+    return {model_key(name, "uri"): prefix}

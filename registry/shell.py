@@ -85,7 +85,7 @@ _EPILOG = """\
 Variables: --hivevar x=1 (or -d x=1) makes ${x} and ${hivevar:x} in statements read 1.
 Examples:
   mxsql -e "SELECT 1"
-  mxsql --conf spark.mxsql.model.default.uri=/models/resnet-18 \\
+  mxsql --conf spark.mxsql.model.default.uri=/models/resnet-18/resnet-18 \\
         -d table=photos -f sql/classify.sql"""
 
 
@@ -539,6 +539,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         register_all(spark)
     except ConfigError as e:
         err.write(f"ConfigError: {e}\n")
+        return EXIT_FAILURE
+    except OSError as e:  # an unreadable --properties-file
+        err.write(f"mxsql: cannot read {e.filename}: {e.strerror}\n")
         return EXIT_FAILURE
     except PySparkException as e:  # e.g. --hiveconf of a static setting, as spark-sql
         err.write(f"{e}\n")

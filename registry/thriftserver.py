@@ -244,11 +244,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if server is not None:
             server.stop()
-        spark.stop()
     except Py4JError:
         # A signal sent to the whole process group also reached the JVM, whose own
         # shutdown hooks stop Spark and the server.
-        _log.info("Spark had already stopped")
+        _log.info("the server had already stopped")
+    finally:
+        try:
+            spark.stop()
+        except Py4JError:
+            _log.info("Spark had already stopped")
     return status
 
 

@@ -369,6 +369,15 @@ def test_insert_into_a_temporary_view_appends_and_overwrites(spark, moto, s3, re
     assert _read_parquet(s3, results, "labels/") == [{"path": "d.png", "label": "four"}]
 
 
+def test_writing_to_a_bucket_root_is_refused_and_deletes_nothing(spark, moto, s3, results):
+    s3.put_object(Bucket=results, Key="keep/me.txt", Body=b"precious")
+    frame = spark.createDataFrame([("a.png", "one")], "path string, label string")
+    with pytest.raises(Exception, match=f"cannot write to the root of bucket '{results}'"):
+        frame.write.format("mxsql_s3").option("endpoint", moto.endpoint) \
+            .mode("overwrite").save(f"s3://{results}/")
+    assert s3.get_object(Bucket=results, Key="keep/me.txt")["Body"].read() == b"precious"
+
+
 def test_failed_write_leaves_the_previous_output_and_no_partial_files(
         spark, moto, s3, images, results):
     prefix = f"s3://{results}/failing/"

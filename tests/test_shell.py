@@ -159,6 +159,14 @@ def test_missing_script_exits_3_like_spark_sql(tmp_path):
            "exist)" in run.stderr
 
 
+def test_missing_properties_file_is_one_line_not_a_traceback(tmp_path):
+    run = shellkit.run_mxsql(["--properties-file", str(tmp_path / "nope.conf"), "-e", "SELECT 1"],
+                             home=str(tmp_path))
+    assert run.returncode == 1
+    assert f"mxsql: cannot read {tmp_path / 'nope.conf'}: No such file or directory" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
 # -- the Shell on the shared session ---------------------------------------------------
 
 

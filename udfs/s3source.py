@@ -613,6 +613,8 @@ class _Writer(DataSourceArrowWriter):
                         "files": [f[len(target.directory):] for f in files]}
             client.put_object(Bucket=target.bucket, Key=success,
                               Body=json.dumps(manifest).encode())
+        except S3Error:
+            raise
         except Exception as e:
             raise S3Error(f"{NAME}: cannot commit the write to {target.path}: "
                           + artifacts.s3_reason(e, target.bucket, target.directory, target.s3)
@@ -636,6 +638,8 @@ class _Writer(DataSourceArrowWriter):
         target, client = self.target, self.target.client()
         try:
             _delete(client, target.bucket, _keys(client, target.bucket, self._temporary))
+        except S3Error:
+            raise
         except Exception as e:
             raise S3Error(f"{NAME}: the write to {target.path} failed, and so did removing "
                           f"its temporary files under {target.uri(self._temporary)}: "
@@ -717,7 +721,12 @@ class S3DataSource(DataSource):
 
     def writer(self, schema: StructType, overwrite: bool) -> _Writer:
         values = _parse_options(self.options, writing=True)
-        return _Writer(_target(values, self.settings), schema, overwrite)
+        target = _target(values, self.settings)
+        if not target.directory:
+            # Overwrite deletes what is under the prefix: never a whole bucket.
+            raise S3Error(f"{NAME}: cannot write to the root of bucket '{target.bucket}': give "
+                          f"a prefix, e.g. path 's3://{target.bucket}/predictions/'")
+        return _Writer(target, schema, overwrite)
 
 
 def data_source(settings: Settings) -> type:
