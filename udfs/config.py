@@ -122,7 +122,8 @@ class Key:
 
 GLOBAL_KEYS: Tuple[Key, ...] = (
     Key("batchSize", "32", _positive_int,
-        "Images per forward pass of the network; the last short batch is padded in memory.",
+        "Images per forward pass of the network; a last short batch runs in power-of-two "
+        "pieces (never padded with rows).",
         settable=True),
     Key("onError", "null", _choice("null", "fail"),
         "What a row that cannot be classified gives: null (NULL and a reason in "

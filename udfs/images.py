@@ -59,7 +59,8 @@ def _load(img: Image.Image) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img.load()
-            return ImageOps.exif_transpose(img)
+            ImageOps.exif_transpose(img, in_place=True)  # no copy when nothing to turn
+            return img
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, MemoryError) as e:
         fmt = img.format or "image"
         raise UnreadableImage(f"cannot decode {fmt}: {e}") from None
