@@ -100,3 +100,23 @@ def test_model_over_http_classifies_in_sql(spark, mx_conf, model_server, digits,
         SELECT count(*) n, count_if(mx_classify(content, 'web').label = mx_classify(content).label) same
         FROM digits""").first()
     assert rows.n == 360 and rows.same == 360
+
+
+def test_unwritable_cache_dir_names_the_key(model_server, tmp_path):
+    base, _ = model_server
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ModelLoadError, match=r"spark.mxsql.cacheDir: cannot create or lock files in .*a-file"):
+        _fetch(f"{base}/digits-symbol.json", blocker / "cache")
+
+
+def test_cache_lock_is_shared_by_users_and_not_truncated(model_server, tmp_path):
+    base, _ = model_server
+    path = _fetch(f"{base}/digits-symbol.json", tmp_path)
+    assert os.stat(path + ".lock").st_mode & 0o666 == 0o666 & ~_umask()
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -110,3 +110,7 @@ def test_every_key_is_documented_in_spark_defaults_and_readme():
         pattern = key.replace("NAME", "default") if "NAME" in key else key
         assert pattern in documents["spark-defaults.conf"], key
         assert key in documents["README.md"], key
+
+
+def test_default_cache_dir_is_expanded_by_each_worker_not_the_driver():
+    assert parse_settings({}).cache_dir == "~/.cache/mxsql"

@@ -231,6 +231,13 @@ def test_label_count_mismatch_names_the_key(spark, mx_conf, digits, tmp_path, di
         _one(spark, "SELECT mx_classify(content, 'nine') FROM digits LIMIT 1")
 
 
+def test_unreadable_labels_file_names_the_key(spark, mx_conf, digits, digits_table):
+    mx_conf({**digits_demo.model_conf(digits[0], "binarylabels"),
+             "spark.mxsql.model.binarylabels.labels": digits[0] + "-0000.params"})
+    with pytest.raises(Exception, match=r"ModelLoadError: spark.mxsql.model.binarylabels.labels: cannot read .* as UTF-8 text"):
+        _one(spark, "SELECT mx_classify(content, 'binarylabels') FROM digits LIMIT 1")
+
+
 def test_input_shape_the_network_rejects_names_the_key(spark, mx_conf, digits, digits_table):
     mx_conf({**digits_demo.model_conf(digits[0], "wrongsize"),
              "spark.mxsql.model.wrongsize.inputSize": "20"})
@@ -251,6 +258,8 @@ def test_registration_imports_no_mxnet_and_needs_no_model():
         "from mxsql.registry.catalog import FUNCTIONS, register_all\n"
         "from mxsql.registry.config import settings_from_session\n"
         "assert 'mxnet' not in sys.modules, 'registration must not import mxnet'\n"
+        "from PIL import Image\n"
+        "assert Image.MAX_IMAGE_PIXELS, 'importing must leave Pillow its bomb guard'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
 

@@ -130,3 +130,4 @@ def test_decompression_bomb_is_refused_from_its_header():
 
 def test_info_of_a_good_image(picture):
     assert image_info(imagekit.encode(picture, "PNG"), BIG) == ("PNG", 48, 32, "RGB", None)
+

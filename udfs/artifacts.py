@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from typing import Dict, Optional, Tuple
 
-from mxsql.udfs.config import S3Settings
+from mxsql.udfs.config import PREFIX, S3Settings
 from mxsql.udfs.errors import ModelLoadError
 
 __all__ = [
@@ -233,10 +233,19 @@ def fetch(
             split_s3_uri(uri)
         except ValueError as e:
             raise ModelLoadError(f"{key}: {e}") from None
-    os.makedirs(cache_dir, exist_ok=True)
+    cache_dir = os.path.expanduser(cache_dir)
     target = os.path.join(cache_dir, _cache_name(uri, s3))
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        # Any user's workers may share the cache: open the lock without truncating it.
+        lock_fd = os.open(target + ".lock", os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise ModelLoadError(
+            f"{PREFIX}cacheDir: cannot create or lock files in {cache_dir} ({e.strerror}), "
+            f"needed for {_shown(uri)}: set {PREFIX}cacheDir to a writable local directory"
+        ) from None
     etag_file = target + ".etag"
-    with open(target + ".lock", "w") as lock:
+    with os.fdopen(lock_fd) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             etag = _s3_etag(uri, s3) if scheme in S3_SCHEMES else None

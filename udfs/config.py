@@ -6,7 +6,6 @@ must be parsed there with the same rules; the driver imports it to read its conf
 """
 
 import difflib
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Tuple
@@ -106,7 +105,9 @@ def _sha256(text: str) -> str:
 
 
 def _cache_dir(text: str) -> str:
-    return os.path.abspath(os.path.expanduser(_text(text)))
+    # "~" stays as written: it is the home of the user each executor runs as, expanded
+    # in the worker, not the driver's.
+    return _text(text)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ GLOBAL_KEYS: Tuple[Key, ...] = (
     Key("prefetch", "true", _choice("true", "false"),
         "Decode the next Arrow batch in a background thread while the network runs.",
         settable=True),
-    Key("cacheDir", os.path.join(os.path.expanduser("~"), ".cache", "mxsql"), _cache_dir,
+    Key("cacheDir", "~/.cache/mxsql", _cache_dir,
         "Local directory where model artifacts fetched from HTTP(S) or S3 are kept, one "
         "copy per machine."),
     Key("s3.endpoint", None, _optional_text,

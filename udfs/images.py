@@ -13,10 +13,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["UnreadableImage", "ImageInfo", "image_info", "load_pixels"]
 
-# Pillow raises past twice MAX_IMAGE_PIXELS and only warns below: our own limit
-# (spark.mxsql.maxImagePixels) is checked on the header, so Pillow's is lifted.
-Image.MAX_IMAGE_PIXELS = None
-
 
 class UnreadableImage(ValueError):
     """This row's bytes cannot become model input; the message is the row's reason."""
@@ -35,6 +31,10 @@ def _open(data: Optional[bytes], max_pixels: int) -> Image.Image:
         raise UnreadableImage("content is NULL")
     if len(data) == 0:
         raise UnreadableImage("content is empty (0 bytes)")
+    # Pillow raises past twice MAX_IMAGE_PIXELS and only warns below: our own limit
+    # (spark.mxsql.maxImagePixels) is checked on the header instead. Lifted here, in the
+    # worker that decodes, not when the driver imports this module.
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -137,6 +137,9 @@ def load_pixels(
         # Decode large JPEGs at a reduced scale instead of full size then shrinking.
         img.draft(img.mode if img.mode in ("RGB", "L") else None,
                   _draft_size(img.size, height, width, resize))
-    img = _to_8bit(_load(img), channels)
-    pixels = np.asarray(_resize(img, height, width, resize), dtype=np.uint8)
+    img = _load(img)
+    try:
+        pixels = np.asarray(_resize(_to_8bit(img, channels), height, width, resize), np.uint8)
+    except (OSError, ValueError, MemoryError) as e:
+        raise UnreadableImage(f"cannot convert {img.format or 'image'} ({img.mode}): {e}") from None
     return pixels.reshape(height, width, channels)

@@ -102,7 +102,13 @@ class LoadedModel:
             raise ModelLoadError(
                 f"{spec.key('uri')}: {params_path} is not an MXNet params file: {_first_line(e)}"
             ) from None
-        self.labels = read_labels(labels_path)
+        try:
+            self.labels = read_labels(labels_path)
+        except (OSError, UnicodeDecodeError) as e:
+            raise ModelLoadError(
+                f"{spec.key('labels')}: cannot read {labels_path} as UTF-8 text, one label a "
+                f"line: {e}"
+            ) from None
         self._arg_params, self._aux_params = self._split_params(saved)
         self._data_name = self._input_name()
         self.num_classes = self._check_shapes()
