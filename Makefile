@@ -17,3 +17,7 @@ test: .venv/.installed
 # Daily work: everything but the slow tests.
 quick: .venv/.installed
 	$(PY) -m pytest -q -m "not slow"
+
+# The benchmark (~20-30 min on 2 cores): writes bench/RESULTS.md and bench/results.png.
+bench: .venv/.installed
+	$(PY) -m bench

@@ -1,0 +1,196 @@
+"""Run the benchmark: ``python -m bench`` (full, ~20-30 min on 2 cores) or ``--quick``.
+
+Makes its workloads and the ResNet-18 checkpoint under ``--work`` (cached), measures
+paths (1) to (5) on both workloads in one run, the cold cost of a repeated LIMIT 10,
+worker memory at two sizes, decode prefetch on and off, and sweeps the settings that
+matter; then writes bench/RESULTS.md, bench/results.png and the raw JSON.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+from bench import jdbc, report, runner, sweep, workloads
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+NAMES = {
+    "limit": "(1) MXNet forward alone",
+    "ceiling": "(1c) decode+forward, 1 process",
+    "sql": "(2) SQL mx_classify -> Parquet",
+    "predict_batch_udf": "(3) predict_batch_udf",
+    "classic": "(4) classic RDD mapPartitions",
+    "row": "(5) row-at-a-time Python UDF",
+}
+
+
+def _machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "load": os.getloadavg()}
+
+
+def _batch_size() -> int:
+    from mxsql.registry.session import layered_conf
+    from mxsql.udfs.config import parse_settings
+
+    conf = layered_conf()
+    return parse_settings({k: v for k, v in conf.items() if k.startswith("spark.mxsql.")}).batch_size
+
+
+def _limit(env, nproc: int, seconds: float) -> dict:
+    """Path (1) at its best thread setting, every setting that uses the whole machine."""
+    settings = [(1, nproc)] + ([(nproc, 1)] if nproc > 1 else [])
+    tried = [runner.limit(env, processes, threads, seconds) for processes, threads in settings]
+    best = runner.best(tried)
+    return {**best, "tried": tried}
+
+
+def _say(*parts) -> None:
+    print(time.strftime("%H:%M:%S"), *parts, file=sys.stderr, flush=True)
+
+
+def _sweep(env, workload, images: int) -> list:
+    """Path (2) at every sweep point; points equal to the shipped settings run once."""
+    from mxsql.registry.session import layered_conf
+
+    shipped = layered_conf()
+    done, points = {}, []
+    for setting, shown, conf in sweep.POINTS:
+        effective = tuple(sorted({**shipped, **conf}.items()))
+        if effective not in done:
+            _say("sweep", setting, shown)
+            done[effective] = runner.spark_path(env, "sql", workload, images, conf)
+        point = done[effective]
+        points.append({"setting": setting, "value": shown, "conf": conf,
+                       "rate": point["rate"], "cpu_ms": point["cpu_ms"],
+                       "rss": point["peak_rss_mb"], "partitions": point["partitions"],
+                       "shipped": all(shipped.get(k) == v for k, v in conf.items())})
+    return points
+
+
+def _jdbc_limit(env, workload) -> dict:
+    """DECISIONS 8 through mxsql-thriftserver; a failure is reported, not fatal."""
+    conf = {"spark.mxsql.model.resnet18.uri": env.prefix, "spark.ui.enabled": "false"}
+    server_env = env.environ(MXSQL_HOME=os.path.join(env.work, "home-jdbc"))
+    try:
+        times = jdbc.limit_queries(server_env, conf, workload.shards[0], workload.warm,
+                                   workload.ext, env.log_path("jdbc"))
+    except Exception as e:  # the rest of the run still counts
+        return {"error": f"{type(e).__name__}: {e}"}
+    return {"seconds": times}
+
+
+def run(args) -> dict:
+    nproc = os.cpu_count()
+    work = os.path.abspath(args.work)
+    os.makedirs(work, exist_ok=True)
+    from demo import zoo
+
+    prefix = zoo.export_resnet18(os.path.join(work, "model"))
+    env = runner.Env(work, prefix, _batch_size())
+    sets = {"cifar": workloads.cifar(work, args.cifar), "photos": workloads.photos(work, args.photos)}
+    sizes = {"cifar": args.cifar, "photos": args.photos}
+    row_sizes = {"cifar": min(args.cifar, workloads.CIFAR_SHARD),
+                 "photos": min(args.photos, workloads.PHOTO_SHARD)}
+    results = {"machine": _machine(), "command": " ".join(["python -m bench"] + sys.argv[1:]),
+               "batch_size": env.batch, "workloads": {}, "started": time.strftime("%Y-%m-%d %H:%M")}
+    for name, workload in sets.items():
+        out = results["workloads"][name] = {}
+        _say(name, "limit")
+        out["limit"] = _limit(env, nproc, args.seconds)
+        if name == "photos":
+            _say(name, "ceiling")
+            out["ceiling"] = runner.ceiling(env, workload, sizes[name], nproc)
+        for path in ("sql", "predict_batch_udf", "classic", "row"):
+            images = row_sizes[name] if path == "row" else sizes[name]
+            _say(name, path, images, "images")
+            queries = 4 if (path == "sql" and name == "cifar") else 0
+            out[path] = runner.spark_path(env, path, workload, images, limit_queries=queries)
+            _say(name, path, f"{out[path]['rate']:.1f} img/s")
+    _say("memory at", args.memory_small, "images")
+    results["memory_small"] = runner.spark_path(env, "sql", sets["cifar"], args.memory_small)
+    _say("prefetch off")
+    results["prefetch"] = {
+        "off": runner.spark_path(env, "sql", sets["photos"], args.prefetch_images,
+                                 {"spark.mxsql.prefetch": "false"}),
+        "on": runner.spark_path(env, "sql", sets["photos"], args.prefetch_images,
+                                {"spark.mxsql.prefetch": "true"}),
+    }
+    _say("LIMIT 10 over JDBC")
+    results["jdbc_limit"] = _jdbc_limit(env, sets["cifar"])
+    if args.sweep:
+        results["sweep"] = _sweep(env, sets["cifar"], args.sweep_images)
+    results["machine"]["load_after"] = os.getloadavg()
+    return results
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes for development (1,000 / 100 images, short sweep)")
+    parser.add_argument("--work", default=os.path.join(HERE, ".work"))
+    parser.add_argument("--cifar", type=int, default=10_000)
+    parser.add_argument("--photos", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=20, help="timing of each limit run")
+    parser.add_argument("--memory-small", type=int, default=1000)
+    parser.add_argument("--prefetch-images", type=int, default=300)
+    parser.add_argument("--sweep-images", type=int, default=2000)
+    parser.add_argument("--no-sweep", dest="sweep", action="store_false")
+    parser.add_argument("--out", default=HERE, help="where RESULTS.md and results.png go")
+    parser.add_argument("--from-json", help="only write the report from a saved results.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.cifar, args.photos, args.seconds = 1000, 100, 8
+        args.memory_small, args.prefetch_images, args.sweep_images = 200, 100, 500
+    if args.from_json:
+        with open(args.from_json) as f:
+            results = json.load(f)
+    else:
+        results = run(args)
+        with open(os.path.join(os.path.abspath(args.work), "results.json"), "w") as f:
+            json.dump(results, f, indent=1)
+    rows = table_rows(results)
+    print(report.markdown_table(rows))
+    report.bar_chart(rows, os.path.join(args.out, "results.png"),
+                     f"ResNet-18 images/s on {results['machine']['nproc']} cores "
+                     f"({results['machine']['cpu']})")
+    with open(os.path.join(args.out, "RESULTS.md"), "w") as f:
+        f.write(report.results_markdown(results, rows))
+
+
+def table_rows(results: dict) -> list:
+    rows = []
+    for name, out in results["workloads"].items():
+        limit, limit_cpu = out["limit"]["rate"], out["limit"]["cpu_ms"]
+        rows.append({"workload": name, "path": NAMES["limit"], "rate": limit, "ratio": 1.0,
+                     "cpu_ms": limit_cpu, "cpu_ratio": 1.0,
+                     "note": f"{out['limit']['processes']} process(es) x "
+                             f"{out['limit']['threads']} OMP threads"})
+        if "ceiling" in out:
+            c = out["ceiling"]
+            rows.append({"workload": name, "path": NAMES["ceiling"], "images": c["images"],
+                         "rate": c["rate"], "ratio": c["rate"] / limit, "cpu_ms": c["cpu_ms"],
+                         "cpu_ratio": limit_cpu / c["cpu_ms"],
+                         "note": f"{c['threads']} OMP threads, decode overlapped"})
+        for path in ("sql", "predict_batch_udf", "classic", "row"):
+            r = out[path]
+            note = [f"{r['partitions']} partitions"]
+            if path == "row" and r["images"] < out["sql"]["images"]:
+                note.append(f"measured on the first {r['images']} images")
+            if "ceiling" in out and path == "sql":
+                note.append(f"{r['rate'] / out['ceiling']['rate']:.2f}x (1c)")
+            rows.append({"workload": name, "path": NAMES[path], "images": r["images"],
+                         "rate": r["rate"], "ratio": r["rate"] / limit, "cpu_ms": r["cpu_ms"],
+                         "cpu_ratio": limit_cpu / r["cpu_ms"], "loads": r["loads"],
+                         "workers": r["workers"], "rss": r["peak_rss_mb"],
+                         "note": "; ".join(note)})
+    return rows
+
+
+if __name__ == "__main__":
+    main()

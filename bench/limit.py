@@ -1,0 +1,110 @@
+"""Path (1), the limit: MXNet's forward alone, and the decode+forward ceiling.
+
+Run as a child process (``python -m bench.limit``) so that ``OMP_NUM_THREADS`` is set
+before MXNet is imported, as DECISIONS 16 asks. Prints one JSON object on stdout.
+"""
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+def _executor(prefix: str, batch: int):
+    import mxnet as mx
+
+    symbol, arg_params, aux_params = mx.model.load_checkpoint(prefix, 0)
+    exe = symbol.simple_bind(mx.cpu(), grad_req="null", data=(batch, 3, 224, 224))
+    exe.copy_params_from(arg_params, aux_params, allow_extra_params=True)
+    return exe
+
+
+def forward_only(prefix: str, batch: int, seconds: float, start_at: float) -> dict:
+    """Images/s of the bound network on one ready float32 NCHW tensor, run repeatedly."""
+    import mxnet as mx
+
+    exe = _executor(prefix, batch)
+    x = mx.nd.array(np.random.default_rng(1).uniform(0, 255, (batch, 3, 224, 224)))
+    for _ in range(2):  # oneDNN builds its kernels on the first passes
+        exe.forward(is_train=False, data=x)
+        exe.outputs[0].asnumpy()
+    _wait_until(start_at)
+    started, cpu, done = time.perf_counter(), time.process_time(), 0
+    while time.perf_counter() - started < seconds:
+        exe.forward(is_train=False, data=x)
+        exe.outputs[0].asnumpy()
+        done += batch
+    return {"images": done, "seconds": time.perf_counter() - started,
+            "cpu_seconds": time.process_time() - cpu}
+
+
+def decode_forward(prefix: str, batch: int, files: list, start_at: float) -> dict:
+    """Images/s of decode (mxsql's load_pixels) plus forward in this one process.
+
+    The next batch is decoded in a background thread while the network runs: the best
+    a single process can do with both sharing the same cores.
+    """
+    from mxsql.udfs import images
+
+    exe = _executor(prefix, batch)
+
+    def decode(paths):
+        pixels = np.zeros((batch, 224, 224, 3), np.uint8)
+        for i, path in enumerate(paths):
+            with open(path, "rb") as f:
+                pixels[i] = images.load_pixels(f.read(), input_size=(224, 224), channels=3,
+                                               resize="stretch", max_pixels=2 ** 31)
+        return pixels.transpose(0, 3, 1, 2).astype(np.float32)
+
+    chunks = [files[i:i + batch] for i in range(0, len(files), batch)]
+    warm = decode(chunks[0])
+    exe.forward(is_train=False, data=warm)
+    exe.outputs[0].asnumpy()
+    _wait_until(start_at)
+    started, cpu = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(decode, chunks[0])
+        for i in range(len(chunks)):
+            x = pending.result()
+            if i + 1 < len(chunks):
+                pending = pool.submit(decode, chunks[i + 1])
+            exe.forward(is_train=False, data=x)
+            exe.outputs[0].asnumpy()
+    return {"images": len(files), "seconds": time.perf_counter() - started,
+            "cpu_seconds": time.process_time() - cpu}
+
+
+def _wait_until(moment: float) -> None:
+    # Processes measured side by side start timing together.
+    delay = moment - time.time()
+    if delay > 0:
+        threading.Event().wait(delay)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--batch", type=int, required=True)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--start-at", type=float, default=0)
+    parser.add_argument("--files", help="a file listing images: measure decode+forward")
+    args = parser.parse_args(argv)
+    if not os.environ.get("OMP_NUM_THREADS"):
+        sys.exit("bench.limit: set OMP_NUM_THREADS explicitly")
+    if args.files:
+        with open(args.files) as f:
+            files = f.read().split("\n")
+        result = decode_forward(args.prefix, args.batch, [p for p in files if p], args.start_at)
+    else:
+        result = forward_only(args.prefix, args.batch, args.seconds, args.start_at)
+    result["threads"] = int(os.environ["OMP_NUM_THREADS"])
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Start the measurements as child processes and collect their JSON results."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+from bench.workloads import Workload
+
+__all__ = ["Env", "limit", "ceiling", "spark_path", "best"]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Env:
+    """Where a run keeps its files, and the model it measures."""
+
+    def __init__(self, work: str, prefix: str, batch: int):
+        self.work = work
+        self.prefix = prefix
+        self.batch = batch
+        self.logs = os.path.join(work, "logs")
+        os.makedirs(self.logs, exist_ok=True)
+        self._runs = 0
+
+    def log_path(self, name: str) -> str:
+        self._runs += 1
+        return os.path.join(self.logs, f"{self._runs:03d}-{name}.log")
+
+    def environ(self, **extra) -> Dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+        env["MXSQL_HOME"] = os.path.join(self.work, "home")
+        env.update(extra)
+        return env
+
+
+def _json(proc_out: str, what: str, log: Optional[str] = None) -> dict:
+    lines = [line for line in proc_out.splitlines() if line.startswith("{")]
+    if not lines:
+        where = f"; see {log}" if log else ""
+        raise RuntimeError(f"{what} printed no result{where}")
+    return json.loads(lines[-1])
+
+
+def limit(env: Env, processes: int, threads: int, seconds: float) -> dict:
+    """Path (1): ``processes`` forward-only processes of ``threads`` OMP threads, together."""
+    start_at = time.time() + 20  # every process has loaded and warmed up by then
+    cmd = [sys.executable, "-m", "bench.limit", "--prefix", env.prefix,
+           "--batch", str(env.batch), "--seconds", str(seconds), "--start-at", str(start_at)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env=env.environ(OMP_NUM_THREADS=str(threads)))
+             for _ in range(processes)]
+    results = [_json(p.communicate()[0], "bench.limit") for p in procs]
+    rate = sum(r["images"] / r["seconds"] for r in results)
+    cpu_ms = 1000 * sum(r["cpu_seconds"] for r in results) / sum(r["images"] for r in results)
+    return {"processes": processes, "threads": threads, "rate": rate, "cpu_ms": cpu_ms}
+
+
+def ceiling(env: Env, workload: Workload, images: int, threads: int) -> dict:
+    """Decode + forward in one process on ``threads`` OMP threads."""
+    files = sorted(os.path.join(f, n) for f in workload.folders(images)
+                   for n in os.listdir(f) if n.endswith("." + workload.ext))[:images]
+    listing = os.path.join(env.work, f"{workload.name}-files.txt")
+    with open(listing, "w") as f:
+        f.write("\n".join(files))
+    cmd = [sys.executable, "-m", "bench.limit", "--prefix", env.prefix,
+           "--batch", str(env.batch), "--files", listing]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         env=env.environ(OMP_NUM_THREADS=str(threads)), check=False).stdout
+    result = _json(out, "bench.limit --files")
+    return {"threads": threads, "rate": result["images"] / result["seconds"],
+            "cpu_ms": 1000 * result["cpu_seconds"] / result["images"], **result}
+
+
+def spark_path(env: Env, path: str, workload: Workload, images: int,
+               conf: Optional[Dict[str, str]] = None, limit_queries: int = 0) -> dict:
+    """Paths (2) to (5) over the first ``images`` images, in a fresh driver process."""
+    log = env.log_path(f"{workload.name}-{path}")
+    cmd = [sys.executable, "-m", "bench.spark_paths", "--path", path, "--prefix", env.prefix,
+           "--folders", *workload.folders(images), "--warm", workload.warm,
+           "--ext", workload.ext, "--log", log, "--limit-queries", str(limit_queries)]
+    for key, value in (conf or {}).items():
+        cmd += ["--conf", f"{key}={value}"]
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env.environ(),
+                         check=False).stdout
+    result = _json(out, f"bench.spark_paths --path {path}", log)
+    result["rate"] = result["images"] / result["seconds"]
+    result["cpu_ms"] = 1000 * result["cpu_seconds"] / result["images"]
+    result["log"] = log
+    return result
+
+
+def best(results: List[dict]) -> dict:
+    return max(results, key=lambda r: r["rate"])

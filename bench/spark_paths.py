@@ -1,0 +1,180 @@
+"""Paths (2) to (5) through a real SparkSession, one path per child process.
+
+Run as ``python -m bench.spark_paths --path sql ...``: a fresh driver, JVM and set of
+Python workers for every measurement, so that no path inherits another's loaded model
+or memory. The process sends its stderr (and so the JVM's and the workers') to
+``--log``, from which model loads are counted. Prints one JSON object on stdout.
+
+Every path first runs once over a small warm-up folder (the workers start and load
+their model), then is timed over the measured folders; the cold cost is measured on
+its own by ``--limit-queries`` (DECISIONS 8).
+"""
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from functools import partial
+
+PATHS = ("sql", "predict_batch_udf", "classic", "row")
+
+
+def _session(conf: dict):
+    from mxsql.registry.session import build_session
+
+    return build_session(conf, master="local[*]", app_name="mxsql-bench")
+
+
+def _images_view(spark, name: str, folders, ext: str) -> None:
+    spark.read.format("binaryFile").option("pathGlobFilter", f"*.{ext}") \
+        .load(list(folders)).createOrReplaceTempView(name)
+
+
+def _run_sql(spark, source: str, table: str, model: str) -> None:
+    spark.sql(f"DROP TABLE IF EXISTS {table}")
+    spark.sql(f"CREATE TABLE {table} USING parquet AS "
+              f"SELECT path, mx_classify(content, '{model}') AS prediction FROM {source}")
+
+
+def _udf_runner(spark, path: str, spec, batch_size: int):
+    """A function (source view, table) that runs path (3) or (5) and writes Parquet."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
+
+    from bench import baselines
+
+    struct = StructType([StructField("label", StringType()),
+                         StructField("probability", DoubleType()),
+                         StructField("class_index", IntegerType())])
+    if path == "predict_batch_udf":
+        from pyspark.ml.functions import predict_batch_udf
+
+        fn = predict_batch_udf(partial(baselines.make_predict, spec, batch_size),
+                               return_type=struct, batch_size=batch_size)
+    else:
+        fn = F.udf(partial(baselines.classify_row, spec), struct)
+
+    def run(source: str, table: str) -> None:
+        spark.table(source).select("path", fn("content").alias("prediction")) \
+            .write.format("parquet").mode("overwrite").saveAsTable(table)
+
+    return run
+
+
+def _classic_rdd(spark, folders, ext: str):
+    """The file paths, in as many partitions as the binaryFile scan of path (2) has."""
+    paths = sorted(os.path.join(f, n) for f in folders for n in os.listdir(f)
+                   if n.endswith("." + ext))
+    _images_view(spark, "classic_images", folders, ext)
+    slices = spark.table("classic_images").rdd.getNumPartitions()
+    return spark.sparkContext.parallelize(paths, slices)
+
+
+def _classic_runner(spark, spec, batch_size: int, ext: str):
+    from bench import baselines
+
+    def run(folders) -> int:
+        rdd = _classic_rdd(spark, folders, ext)
+        return len(rdd.mapPartitions(partial(baselines.classic_partition, spec, batch_size))
+                   .collect())
+
+    return run
+
+
+def _limit_queries(spark, model: str, repeats: int) -> list:
+    """Seconds for each of ``repeats`` runs of a LIMIT 10 query (DECISIONS 8)."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        spark.sql(f"SELECT path, mx_classify(content, '{model}') AS p FROM images LIMIT 10") \
+            .collect()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def measure(args) -> dict:
+    from mxsql.udfs.config import parse_settings
+
+    from bench.monitor import RssSampler, count_loads
+
+    conf = dict(kv.split("=", 1) for kv in args.conf)
+    conf.update({
+        "spark.mxsql.model.resnet18.uri": args.prefix,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+    })
+    with RssSampler() as sampler:
+        spark = _session(conf)
+        settings = parse_settings({k: v for k, v in spark.conf.getAll.items()
+                                   if k.startswith("spark.mxsql.")})
+        spec = settings.model("resnet18")
+        batch_size = settings.batch_size
+        images = sum(len([n for n in os.listdir(f) if n.endswith("." + args.ext)])
+                     for f in args.folders)
+        _images_view(spark, "images", args.folders, args.ext)
+        _images_view(spark, "warm_images", [args.warm], args.ext)
+        source = _classic_rdd(spark, args.folders, args.ext) if args.path == "classic" \
+            else spark.table("images").rdd
+        spark_partitions = source.getNumPartitions()
+        if args.path == "sql":
+            warm = partial(_run_sql, spark, "warm_images", "bench_warm", "resnet18")
+            timed = partial(_run_sql, spark, "images", "bench_sql", "resnet18")
+        elif args.path == "classic":
+            run = _classic_runner(spark, spec, batch_size, args.ext)
+            warm, timed = partial(run, [args.warm]), partial(run, args.folders)
+        else:
+            run = _udf_runner(spark, args.path, spec, batch_size)
+            warm = partial(run, "warm_images", "bench_warm")
+            timed = partial(run, "images", f"bench_{args.path}")
+        warm()
+        threading.Event().wait(3 * sampler.interval)
+        cpu, cpu_py = sampler.cpu_seconds(), sampler.cpu_seconds(python_only=True)
+        started = time.perf_counter()
+        timed()
+        seconds = time.perf_counter() - started
+        threading.Event().wait(3 * sampler.interval)
+        cpu = sampler.cpu_seconds() - cpu
+        cpu_py = sampler.cpu_seconds(python_only=True) - cpu_py
+        loads = count_loads(_read(args.log))
+        limit_times = _limit_queries(spark, "resnet18", args.limit_queries) \
+            if args.limit_queries else []
+        spark.stop()
+    return {
+        "path": args.path, "images": images, "seconds": seconds,
+        "loads": sum(loads.values()), "workers": len(loads),
+        "peak_rss_mb": sampler.peak_mb, "limit_seconds": limit_times,
+        "limit_loads": sum(count_loads(_read(args.log)).values()) - sum(loads.values()),
+        "batch_size": batch_size, "cpu_seconds": cpu, "python_cpu_seconds": cpu_py,
+        "partitions": spark_partitions,
+    }
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--path", choices=PATHS, required=True)
+    parser.add_argument("--prefix", required=True, help="ResNet-18 checkpoint prefix")
+    parser.add_argument("--folders", nargs="+", required=True)
+    parser.add_argument("--warm", required=True)
+    parser.add_argument("--ext", required=True)
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--limit-queries", type=int, default=0)
+    args = parser.parse_args(argv)
+    out = os.dup(1)
+    log = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+    os.dup2(log, 2)  # the JVM and the Python workers inherit this stderr
+    os.dup2(log, 1)  # keep stdout for the result alone
+    sys.stdout = sys.stderr
+    result = measure(args)
+    os.write(out, (json.dumps(result) + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()
