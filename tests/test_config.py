@@ -114,3 +114,14 @@ def test_every_key_is_documented_in_spark_defaults_and_readme():
 
 def test_default_cache_dir_is_expanded_by_each_worker_not_the_driver():
     assert parse_settings({}).cache_dir == "~/.cache/mxsql"
+
+
+def test_bad_worker_log_level_names_the_variable():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import mxsql.udfs.models"], cwd="/",
+                          env={**os.environ, "MXSQL_LOG_LEVEL": "loud"},
+                          capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "ConfigError: MXSQL_LOG_LEVEL='LOUD': must be one of DEBUG, INFO, WARNING, ERROR" in done.stderr

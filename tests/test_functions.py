@@ -1,7 +1,5 @@
 """The SQL functions through a real SparkSession: right answers, real NULLs, clear errors."""
 
-import io
-import os
 import subprocess
 import sys
 

@@ -7,7 +7,6 @@ while the object's ETag is unchanged, so a model replaced in S3 is fetched again
 
 import fcntl
 import hashlib
-import logging
 import os
 import shutil
 import tempfile
@@ -18,6 +17,7 @@ import urllib.parse
 import urllib.request
 from typing import Dict, Optional, Tuple
 
+from mxsql.udfs import logs
 from mxsql.udfs.config import PREFIX, S3Settings
 from mxsql.udfs.errors import ModelLoadError
 
@@ -33,7 +33,7 @@ _REFUSED_CREDENTIALS = frozenset({
 S3_SCHEMES = ("s3", "s3a", "s3n")
 _clients: Dict[tuple, object] = {}
 _clients_lock = threading.Lock()
-_log = logging.getLogger("mxsql")
+_log = logs.logger()
 
 
 def sha256_of(path: str) -> str:

@@ -262,6 +262,18 @@ class Settings:
             f"or with --conf ({listing}){hint}"
         )
 
+    def for_task(self) -> "Settings":
+        """These settings with the running Spark task's ``SET spark.mxsql.…`` applied.
+
+        A session's SQL settings reach a task as local properties; PySpark has no public
+        way to list them, so the task context's own dict is read.
+        """
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        props = getattr(context, "_localProperties", None) if context else None
+        return self.with_session_overrides(props or {})
+
     def with_session_overrides(self, props: Mapping[str, str]) -> "Settings":
         """Apply a session's ``SET spark.mxsql.…`` values (task-local properties).
 

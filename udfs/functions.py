@@ -5,7 +5,6 @@ worker for one task. A row that cannot be classified gives a real SQL NULL (thro
 the struct's validity mask) unless ``spark.mxsql.onError=fail``.
 """
 
-import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator, List, NamedTuple, Optional
@@ -13,7 +12,7 @@ from typing import Iterable, Iterator, List, NamedTuple, Optional
 import numpy as np
 import pyarrow as pa
 
-from mxsql.udfs import images, models
+from mxsql.udfs import images, logs, models
 from mxsql.udfs.config import ModelSpec, Settings
 from mxsql.udfs.errors import ArgumentError, InferenceError, RowError
 
@@ -28,16 +27,7 @@ INFO_TYPE = pa.struct([
     ("mode", pa.string()), ("error", pa.string()),
 ])
 _DEFAULT_MODEL = "default"
-_log = logging.getLogger("mxsql")
-
-
-def _session_settings(settings: Settings) -> Settings:
-    """``settings`` with this task's session overrides (``SET spark.mxsql.…``) applied."""
-    from pyspark import TaskContext
-
-    context = TaskContext.get()
-    props = getattr(context, "_localProperties", None) if context else None
-    return settings.with_session_overrides(props or {})
+_log = logs.logger()
 
 
 class _Group(NamedTuple):
@@ -156,7 +146,7 @@ def _isolate_failures(settings: Settings, group: _Group, model):
 
 def classify(settings: Settings, batches: Iterable) -> Iterator[pa.Array]:
     """``mx_classify(content[, model[, path]])``: the top-1 class of each image."""
-    settings = _session_settings(settings)
+    settings = settings.for_task()
     for prepared in _prepared_batches(settings, batches, top=False):
         n = prepared.size
         labels = np.full(n, None, dtype=object)
@@ -177,7 +167,7 @@ def classify(settings: Settings, batches: Iterable) -> Iterator[pa.Array]:
 
 def top_k(settings: Settings, batches: Iterable) -> Iterator[pa.Array]:
     """``mx_top_k(content, k[, model[, path]])``: the k best classes, best first."""
-    settings = _session_settings(settings)
+    settings = settings.for_task()
     for prepared in _prepared_batches(settings, batches, top=True):
         n = prepared.size
         per_row: List[Optional[list]] = [None] * n
@@ -195,7 +185,7 @@ def top_k(settings: Settings, batches: Iterable) -> Iterator[pa.Array]:
 
 def image_info(settings: Settings, batches: Iterable) -> Iterator[pa.Array]:
     """``mx_image_info(content)``: format, size and mode, or why the image won't decode."""
-    settings = _session_settings(settings)
+    settings = settings.for_task()
     for batch in batches:
         (content,) = _columns(batch, 0)[:1]
         infos = [images.image_info(v, settings.max_image_pixels) for v in content.to_pylist()]

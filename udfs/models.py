@@ -5,7 +5,6 @@ by reference and it lives as long as the Python worker that Spark reuses.
 """
 
 import json
-import logging
 import os
 import re
 import sys
@@ -15,7 +14,7 @@ from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 
-from mxsql.udfs import artifacts
+from mxsql.udfs import artifacts, logs
 from mxsql.udfs.config import ModelSpec, Settings
 from mxsql.udfs.errors import InferenceError, ModelLoadError
 
@@ -24,18 +23,7 @@ __all__ = ["LoadedModel", "get_model", "read_labels", "SOFTMAX_OPS"]
 SOFTMAX_OPS = frozenset({"SoftmaxOutput", "softmax", "SoftmaxActivation"})
 _WORDNET_ID = re.compile(r"^n\d{8}\s+")
 
-_log = logging.getLogger("mxsql")
-if not _log.handlers:
-    _handler = logging.StreamHandler(sys.stderr)
-    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s mxsql: %(message)s"))
-    _log.addHandler(_handler)
-    # MXSQL_LOG_LEVEL=DEBUG in the workers' environment adds one line per batch the
-    # network runs on (functions.py); on a cluster set spark.executorEnv.MXSQL_LOG_LEVEL.
-    _level = os.environ.get("MXSQL_LOG_LEVEL", "INFO").strip().upper()
-    if _level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ValueError(f"MXSQL_LOG_LEVEL={_level!r}: must be DEBUG, INFO, WARNING or ERROR")
-    _log.setLevel(_level)
-    _log.propagate = False
+_log = logs.logger()
 
 _cache: Dict[tuple, "LoadedModel"] = {}
 _cache_lock = threading.Lock()

@@ -14,11 +14,9 @@ have no session to ask.
 """
 
 import json
-import logging
 import os
 import random
 import re
-import sys
 import tempfile
 import time
 import uuid
@@ -41,7 +39,7 @@ from pyspark.sql.types import (
     BinaryType, LongType, StringType, StructField, StructType, TimestampType,
 )
 
-from mxsql.udfs import artifacts
+from mxsql.udfs import artifacts, logs
 from mxsql.udfs.config import S3Settings, Settings
 from mxsql.udfs.errors import ConfigError, RowError, S3Error
 
@@ -56,13 +54,7 @@ SCHEMA = StructType([
     StructField("content", BinaryType(), True),
 ])
 
-_log = logging.getLogger("mxsql.s3")
-if not _log.handlers:
-    _handler = logging.StreamHandler(sys.stderr)
-    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s mxsql.s3: %(message)s"))
-    _log.addHandler(_handler)
-    _log.setLevel(logging.INFO)
-    _log.propagate = False
+_log = logs.logger("mxsql.s3")
 
 _BATCH_ROWS = 64
 _BATCH_BYTES = 64 << 20
@@ -285,15 +277,6 @@ def _target(values: Dict[str, object], settings: Settings) -> _Target:
     return _Target(path, bucket, key, s3, int(values["maxAttempts"]))
 
 
-def _session_settings(settings: Settings) -> Settings:
-    """``settings`` with this task's ``SET spark.mxsql.…`` values applied."""
-    from pyspark import TaskContext
-
-    context = TaskContext.get()
-    props = getattr(context, "_localProperties", None) if context else None
-    return settings.with_session_overrides(props or {})
-
-
 # --------------------------------------------------------------------------- reading
 
 class _Listed(NamedTuple):
@@ -485,7 +468,7 @@ class _Reader(DataSourceReader):
 
         if partition is None or not getattr(partition, "objects", None):
             return  # Spark's single empty partition for an empty listing
-        on_error = _session_settings(self.settings).on_error
+        on_error = self.settings.for_task().on_error
         schema = to_arrow_schema(self.schema, timezone="UTC")
         client = self.target.client(self.concurrency)
         rows: List[_Fetched] = []
