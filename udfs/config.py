@@ -23,6 +23,9 @@ __all__ = [
     "parse_settings",
     "model_key",
     "describe_keys",
+    "nonempty_text",
+    "optional_text",
+    "positive_int",
 ]
 
 PREFIX = "spark.mxsql."
@@ -31,7 +34,8 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """A setting's text as an integer > 0 (ValueError says what is allowed)."""
     value = int(text.strip())
     if value <= 0:
         raise ValueError("must be a positive integer")
@@ -55,14 +59,16 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
-def _text(text: str) -> str:
+def nonempty_text(text: str) -> str:
+    """A setting's text, stripped, that must not be empty."""
     value = text.strip()
     if not value:
         raise ValueError("must not be empty")
     return value
 
 
-def _optional_text(text: str) -> Optional[str]:
+def optional_text(text: str) -> Optional[str]:
+    """A setting's text, stripped; empty means unset."""
     return text.strip() or None
 
 
@@ -72,7 +78,7 @@ def _input_size(text: str) -> Tuple[int, int]:
         parts = parts * 2
     if len(parts) != 2:
         raise ValueError("must be SIZE or HEIGHT,WIDTH, e.g. 224 or 224,224")
-    height, width = (_positive_int(p) for p in parts)
+    height, width = (positive_int(p) for p in parts)
     return height, width
 
 
@@ -107,7 +113,7 @@ def _sha256(text: str) -> str:
 def _cache_dir(text: str) -> str:
     # "~" stays as written: it is the home of the user each executor runs as, expanded
     # in the worker, not the driver's.
-    return _text(text)
+    return nonempty_text(text)
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ class Key:
 
 
 GLOBAL_KEYS: Tuple[Key, ...] = (
-    Key("batchSize", "32", _positive_int,
+    Key("batchSize", "32", positive_int,
         "Images per forward pass of the network; a last short batch runs in power-of-two "
         "pieces (never padded with rows).",
         settable=True),
@@ -130,7 +136,7 @@ GLOBAL_KEYS: Tuple[Key, ...] = (
         "What a row that cannot be classified gives: null (NULL and a reason in "
         "mx_image_info) or fail (the query fails, naming the reason).",
         settable=True),
-    Key("maxImagePixels", "89478485", _positive_int,
+    Key("maxImagePixels", "89478485", positive_int,
         "Largest image, in pixels, that is decoded; larger ones are row errors "
         "(decompression-bomb guard, Pillow's default).",
         settable=True),
@@ -140,19 +146,19 @@ GLOBAL_KEYS: Tuple[Key, ...] = (
     Key("cacheDir", "~/.cache/mxsql", _cache_dir,
         "Local directory where model artifacts fetched from HTTP(S) or S3 are kept, one "
         "copy per machine."),
-    Key("s3.endpoint", None, _optional_text,
+    Key("s3.endpoint", None, optional_text,
         "Endpoint URL for S3 (MinIO and other S3-compatible stores); unset = AWS."),
-    Key("s3.region", None, _optional_text, "AWS region for S3; unset = boto3's default chain."),
-    Key("s3.profile", None, _optional_text,
+    Key("s3.region", None, optional_text, "AWS region for S3; unset = boto3's default chain."),
+    Key("s3.profile", None, optional_text,
         "AWS profile for S3 credentials; unset = boto3's default credential chain."),
 )
 
 MODEL_KEYS: Tuple[Key, ...] = (
-    Key("uri", None, _text,
+    Key("uri", None, nonempty_text,
         "Checkpoint prefix PREFIX (PREFIX-symbol.json, PREFIX-EPOCH.params): local path, "
         "file://, http(s):// or s3://."),
     Key("epoch", "0", _non_negative_int, "Checkpoint epoch: PREFIX-EPOCH.params, 4 digits."),
-    Key("labels", None, _optional_text,
+    Key("labels", None, optional_text,
         "Labels file, one label a line (a leading WordNet id is dropped); unset = "
         "synset.txt beside the prefix."),
     Key("inputSize", "224", _input_size, "Network input size: SIZE or HEIGHT,WIDTH."),

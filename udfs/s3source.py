@@ -40,7 +40,9 @@ from pyspark.sql.types import (
 )
 
 from mxsql.udfs import artifacts, logs
-from mxsql.udfs.config import S3Settings, Settings
+from mxsql.udfs.config import (
+    S3Settings, Settings, nonempty_text, optional_text, positive_int,
+)
 from mxsql.udfs.errors import ConfigError, RowError, S3Error
 
 __all__ = ["NAME", "SCHEMA", "OPTIONS", "Option", "S3DataSource", "S3Partition", "data_source"]
@@ -66,29 +68,11 @@ _STREAM_ERRORS = ("ResponseStreamingError", "IncompleteReadError", "ReadTimeoutE
 
 # --------------------------------------------------------------------------- options
 
-def _text(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be empty")
-    return value
-
-
-def _optional(value: str) -> Optional[str]:
-    return value.strip() or None
-
-
 def _boolean(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered not in ("true", "false"):
         raise ValueError("must be true or false")
     return lowered == "true"
-
-
-def _positive_int(value: str) -> int:
-    number = int(value.strip())
-    if number <= 0:
-        raise ValueError("must be a positive integer")
-    return number
 
 
 _BYTE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
@@ -107,7 +91,7 @@ def _byte_size(value: str) -> int:
 
 
 def _column_name(value: str) -> str:
-    name = _text(value)
+    name = nonempty_text(value)
     if name.lower() in {f.name.lower() for f in SCHEMA.fields}:
         raise ValueError("must differ from binaryFile's columns")
     return name
@@ -151,7 +135,7 @@ def _glob_regex(pattern: str) -> "re.Pattern":
 
 
 def _glob(value: str) -> "re.Pattern":
-    return _glob_regex(_text(value))
+    return _glob_regex(nonempty_text(value))
 
 
 @dataclass(frozen=True)
@@ -167,7 +151,7 @@ class Option:
 
 
 OPTIONS: Tuple[Option, ...] = (
-    Option("path", None, _text,
+    Option("path", None, nonempty_text,
            "s3://BUCKET/PREFIX/ to read every object under, or one object's key; for "
            "writing, the prefix the Parquet parts go under."),
     Option("pathGlobFilter", None, _glob,
@@ -176,22 +160,23 @@ OPTIONS: Tuple[Option, ...] = (
     Option("recursiveFileLookup", "true", _boolean,
            "true: every key under the prefix; false: only keys directly under it.",
            write=False),
-    Option("maxKeysPerPartition", "1000", _positive_int,
+    Option("maxKeysPerPartition", "1000", positive_int,
            "At most this many objects per Spark partition (task).", write=False),
     Option("maxBytesPerPartition", "128m", _byte_size,
            "At most this many bytes of objects per partition (a larger object gets its own).",
            write=False),
-    Option("maxConcurrentRequests", "16", _positive_int,
+    Option("maxConcurrentRequests", "16", positive_int,
            "GET requests in flight at once in each task.", write=False),
-    Option("maxAttempts", "5", _positive_int,
+    Option("maxAttempts", "5", positive_int,
            "Tries per request, with exponential backoff, for throttling, server errors and "
            "dropped connections."),
     Option("errorColumn", None, _column_name,
            "Add a nullable STRING column of this name with the reason a row's content is "
            "NULL; unset = binaryFile's schema exactly.", write=False),
-    Option("endpoint", None, _optional, "S3 endpoint URL; unset = spark.mxsql.s3.endpoint."),
-    Option("region", None, _optional, "AWS region; unset = spark.mxsql.s3.region."),
-    Option("profile", None, _optional, "AWS profile; unset = spark.mxsql.s3.profile."),
+    Option("endpoint", None, optional_text,
+           "S3 endpoint URL; unset = spark.mxsql.s3.endpoint."),
+    Option("region", None, optional_text, "AWS region; unset = spark.mxsql.s3.region."),
+    Option("profile", None, optional_text, "AWS profile; unset = spark.mxsql.s3.profile."),
 )
 _BY_LOWER = {o.name.lower(): o for o in OPTIONS}
 _PERSISTENT = (
