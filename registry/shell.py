@@ -24,8 +24,10 @@ import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, Iterable, List, Optional, Sequence, TextIO, Tuple
+from typing import Dict, Optional, Sequence, TextIO
 
+from mxsql.registry.options import key_value_pairs
+from mxsql.registry.statements import script_text, split_statements
 from mxsql.udfs.config import PREFIX, parse_settings
 from mxsql.udfs.errors import ConfigError
 
@@ -35,8 +37,6 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "parse_args",
     "session_conf",
-    "split_statements",
-    "script_text",
     "worker_error",
     "Shell",
     "main",
@@ -127,16 +127,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _pairs(option: str, values: Iterable[str]) -> List[Tuple[str, str]]:
-    pairs = []
-    for text in values:
-        key, sep, value = text.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{option} expects KEY=VALUE, got {text!r}")
-        pairs.append((key.strip(), value))
-    return pairs
-
-
 def session_conf(args: argparse.Namespace) -> Dict[str, str]:
     """The Spark settings the command line gives, as spark-sql derives them.
 
@@ -145,88 +135,14 @@ def session_conf(args: argparse.Namespace) -> Dict[str, str]:
     ``--executor-memory`` ``spark.executor.memory``); each ``--hiveconf K=V`` also as
     ``spark.hadoop.K`` unless that is set (so metastore settings reach Hive).
     """
-    conf = dict(_pairs("--conf", args.conf))
+    conf = dict(key_value_pairs("--conf", args.conf))
     for option, key in _SUBMIT_OPTIONS:
         value = getattr(args, option)
         if value is not None:
             conf[key] = value
-    for key, value in _pairs("--hiveconf", args.hiveconf):
+    for key, value in key_value_pairs("--hiveconf", args.hiveconf):
         conf.setdefault("spark.hadoop." + key, value)
     return conf
-
-
-def split_statements(text: str) -> List[str]:
-    """Split ``text`` into statements on ``;`` outside quotes and comments.
-
-    The rules are spark-sql's (``SparkSQLCLIDriver.splitSemiColon`` and ``processLine``):
-    a ``\\;`` does not split, a piece that is only a comment is dropped, and each
-    statement keeps its surrounding whitespace.
-    """
-    pieces = _split_semicolon(text)
-    statements, pending = [], ""
-    for piece in pieces:
-        if piece.endswith("\\"):
-            pending += piece[:-1] + ";"
-            continue
-        pending += piece
-        if pending.strip():
-            statements.append(pending)
-        pending = ""
-    return statements
-
-
-def _split_semicolon(line: str) -> List[str]:
-    in_single = in_double = in_simple_comment = False
-    bracket_level = 0
-    escape = leaving_bracket = is_statement = False
-    begin = 0
-    pieces = []
-    for index, ch in enumerate(line):
-        if leaving_bracket:
-            bracket_level -= 1
-            leaving_bracket = False
-        in_comment = in_simple_comment or bracket_level > 0
-        if ch == "'" and not in_comment:
-            if not escape and not in_double:
-                in_single = not in_single
-        elif ch == '"' and not in_comment:
-            if not escape and not in_single:
-                in_double = not in_double
-        elif ch == "-":
-            if not (in_double or in_single or in_comment) and line[index + 1:index + 2] == "-":
-                in_simple_comment = True
-        elif ch == ";":
-            if not (in_single or in_double or in_comment):
-                if is_statement:
-                    pieces.append(line[begin:index])
-                begin = index + 1
-                is_statement = False
-        elif ch == "\n":
-            if not escape:
-                in_simple_comment = False
-        elif ch == "/" and not in_simple_comment:
-            if in_single or in_double:
-                pass
-            elif bracket_level > 0 and line[index - 1] == "*":
-                leaving_bracket = True
-            elif line[index + 1:index + 2] == "*":
-                bracket_level += 1
-        if escape:
-            escape = False
-        elif ch == "\\":
-            escape = True
-        in_comment = in_simple_comment or bracket_level > 0
-        is_statement = is_statement or (not in_comment and index > begin and not ch.isspace())
-    end_of_bracket = leaving_bracket and bracket_level == 1
-    if not end_of_bracket and (is_statement or bracket_level > 0):
-        pieces.append(line[begin:])
-    return pieces
-
-
-def script_text(lines: Iterable[str]) -> str:
-    """A script's text as spark-sql reads a file: lines that start with ``--`` dropped."""
-    return "".join(line if line.endswith("\n") else line + "\n"
-                   for line in lines if not line.startswith("--"))
 
 
 def worker_error(text: str) -> Optional[str]:
@@ -504,10 +420,10 @@ def _start(args: argparse.Namespace, conf: Dict[str, str], err: TextIO):
     )
     # spark-sql prints dates and timestamps through java.time whatever the settings.
     spark.conf.set("spark.sql.datetime.java8API.enabled", "true")
-    for key, value in _pairs("--hiveconf", args.hiveconf):
+    for key, value in key_value_pairs("--hiveconf", args.hiveconf):
         if key != "hive.metastore.warehouse.dir":
             spark.conf.set(key, value)
-    for key, value in _pairs("--hivevar", args.hivevar):
+    for key, value in key_value_pairs("--hivevar", args.hivevar):
         spark.conf.set(key, value)
     return spark
 

@@ -22,6 +22,7 @@ import threading
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from mxsql.registry.config import settings_from_session
+from mxsql.registry.options import key_value_pairs
 from mxsql.udfs.config import GLOBAL_KEYS, MODEL_KEYS, PREFIX, model_key
 from mxsql.udfs.errors import ConfigError, MxsqlError
 
@@ -35,13 +36,6 @@ _SINGLE_SESSION = "spark.sql.hive.thriftServer.singleSession"
 _LIVENESS_SECONDS = 5.0
 
 _log = logging.getLogger("mxsql.thriftserver")
-
-
-def _pair(text: str, option: str) -> Tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"{option} {text!r}: expected KEY=VALUE")
-    return key.strip(), value.strip()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,10 +76,9 @@ def server_conf(
     Raises ConfigError for a malformed pair, for ``--host``/``--port`` that contradict a
     ``--hiveconf``, and for ``spark.sql.hive.thriftServer.singleSession=false``.
     """
-    settings = dict(_pair(text, "--conf") for text in conf)
-    for text in hiveconf:
-        key, value = _pair(text, "--hiveconf")
-        settings[key if key.startswith("spark.") else _HADOOP + key] = value
+    settings = {key: value.strip() for key, value in key_value_pairs("--conf", conf)}
+    for key, value in key_value_pairs("--hiveconf", hiveconf):
+        settings[key if key.startswith("spark.") else _HADOOP + key] = value.strip()
     for key, value, option in ((HOST_KEY, host, "--host"), (PORT_KEY, port, "--port")):
         if value is None:
             continue

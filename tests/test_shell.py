@@ -22,11 +22,10 @@ from mxsql.registry.shell import (
     EXIT_MISSING_FILE,
     Shell,
     parse_args,
-    script_text,
     session_conf,
-    split_statements,
     worker_error,
 )
+from mxsql.registry.statements import script_text, split_statements
 from mxsql.udfs.errors import ConfigError
 from tests import shellkit
 

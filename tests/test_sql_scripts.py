@@ -15,7 +15,7 @@ import shutil
 import pytest
 
 from demo import digits as digits_demo
-from mxsql.registry.shell import script_text, split_statements
+from mxsql.registry.statements import script_text, split_statements
 from tests import shellkit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -62,7 +62,8 @@ def test_single_session_is_forced_and_false_is_rejected_naming_the_key():
 
 
 def test_malformed_setting_is_rejected_naming_the_option():
-    with pytest.raises(ConfigError, match="--hiveconf 'hive.server2.thrift.port': expected"):
+    with pytest.raises(ConfigError,
+                       match="--hiveconf expects KEY=VALUE, got 'hive.server2.thrift.port'"):
         server_conf(hiveconf=["hive.server2.thrift.port"])
 
 

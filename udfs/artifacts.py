@@ -5,34 +5,26 @@ one host wait for the first download, which lands by atomic rename. An S3 copy i
 while the object's ETag is unchanged, so a model replaced in S3 is fetched again.
 """
 
+import contextlib
 import fcntl
 import hashlib
 import os
 import shutil
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Dict, Optional, Tuple
+from typing import Iterator, Optional
 
 from mxsql.udfs import logs
 from mxsql.udfs.config import PREFIX, S3Settings
 from mxsql.udfs.errors import ModelLoadError
+from mxsql.udfs.s3client import S3_SCHEMES, missing_reason, s3_client, split_s3_uri
 
-__all__ = [
-    "S3_SCHEMES", "fetch", "s3_client", "s3_reason", "sha256_of", "split_s3_uri",
-]
+__all__ = ["cache_lock", "fetch", "sha256_of"]
 
 _CHUNK = 1 << 20
-_REFUSED_CREDENTIALS = frozenset({
-    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "TokenRefreshRequired",
-})
-S3_SCHEMES = ("s3", "s3a", "s3n")
-_clients: Dict[tuple, object] = {}
-_clients_lock = threading.Lock()
 _log = logs.logger()
 
 
@@ -43,88 +35,6 @@ def sha256_of(path: str) -> str:
         for block in iter(lambda: f.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def split_s3_uri(uri: str) -> Tuple[str, str]:
-    """(bucket, key) of an ``s3://bucket/key`` URI (``s3a://`` and ``s3n://`` too)."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme not in S3_SCHEMES or not parsed.netloc:
-        raise ValueError(f"{uri!r} is not an S3 URI: expected s3://BUCKET/KEY")
-    return parsed.netloc, parsed.path.lstrip("/")
-
-
-def s3_client(s3: S3Settings, *, max_attempts: int = 5, max_connections: int = 10):
-    """A boto3 S3 client from the default credential chain and the given settings.
-
-    Throttling (SlowDown, 503), server errors and dropped connections are retried by
-    botocore's standard mode with exponential backoff, ``max_attempts`` tries in all.
-    With an endpoint (MinIO and other S3-compatible stores) buckets are addressed by
-    path, which those stores expect. Clients are thread-safe and kept per process.
-    """
-    cache_key = (os.getpid(), s3, max_attempts, max_connections)
-    client = _clients.get(cache_key)
-    if client is not None:
-        return client
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": max_attempts},
-        max_pool_connections=max_connections,
-        connect_timeout=10,
-        read_timeout=60,
-        s3={"addressing_style": "path"} if s3.endpoint else None,
-    )
-    with _clients_lock:
-        client = _clients.get(cache_key)
-        if client is None:
-            session = boto3.session.Session(profile_name=s3.profile, region_name=s3.region)
-            client = session.client("s3", endpoint_url=s3.endpoint, config=config)
-            _clients[cache_key] = client
-    return client
-
-
-def s3_reason(error: Exception, bucket: str, key: Optional[str] = None,
-              s3: Optional[S3Settings] = None) -> str:
-    """Why an S3 call on ``bucket``/``key`` failed, in words; never includes a credential."""
-    where = f"s3://{bucket}/{key}" if key is not None else f"s3://{bucket}/"
-    response = getattr(error, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        code = str(response["Error"].get("Code", ""))
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code == "NoSuchBucket":
-            return _no_such_bucket(bucket)
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return f"no such key: {where}"
-        if code in _REFUSED_CREDENTIALS:
-            return (f"the S3 credentials were refused ({code}) reading {where}: check the "
-                    f"credentials of {_credential_source(s3)}")
-        if code in ("403", "Forbidden"):  # a HEAD's error has no body to say which
-            return (f"access denied to {where} (HTTP 403): the credentials of "
-                    f"{_credential_source(s3)} were refused or lack permission for it")
-        if code in ("AccessDenied", "AllAccessDisabled") or status == 403:
-            return (f"access denied to {where}: the credentials of {_credential_source(s3)} "
-                    "lack permission for it")
-        message = str(response["Error"].get("Message", "")).strip()
-        return f"{code or status} {message} ({where})".replace("  ", " ")
-    name = type(error).__name__
-    if name == "NoCredentialsError":
-        return (f"no AWS credentials found to read {where}: set them in the environment, a "
-                "profile (spark.mxsql.s3.profile) or an instance role")
-    if name == "ProfileNotFound":
-        return f"{error} (spark.mxsql.s3.profile or the profile option), reading {where}"
-    return f"{name}: {error} ({where})"
-
-
-def _no_such_bucket(bucket: str) -> str:
-    """The reason for a missing bucket."""
-    return f"no such bucket '{bucket}' (check the bucket name, the endpoint and the region)"
-
-
-def _credential_source(s3: Optional[S3Settings]) -> str:
-    if s3 is not None and s3.profile:
-        return f"profile '{s3.profile}'"
-    return "boto3's default chain (environment, profile, instance role)"
 
 
 def _local_path(uri: str) -> Optional[str]:
@@ -154,25 +64,7 @@ def _s3_etag(uri: str, s3: S3Settings) -> str:
     try:
         return s3_client(s3).head_object(Bucket=bucket, Key=key)["ETag"]
     except Exception as e:
-        raise _FetchFailed(_s3_missing_reason(e, bucket, key, s3)) from None
-
-
-def _s3_missing_reason(error: Exception, bucket: str, key: str, s3: S3Settings) -> str:
-    """A HEAD's 404 carries no body: ask the bucket whether it is the bucket that is missing."""
-    if _status(error) == 404:
-        try:
-            s3_client(s3).head_bucket(Bucket=bucket)
-        except Exception as bucket_error:
-            if _status(bucket_error) == 404:
-                return _no_such_bucket(bucket)
-    return s3_reason(error, bucket, key, s3)
-
-
-def _status(error: Exception) -> Optional[int]:
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return None
+        raise _FetchFailed(missing_reason(e, bucket, key, s3)) from None
 
 
 def _download_s3(uri: str, dest: str, s3: S3Settings) -> None:
@@ -180,7 +72,7 @@ def _download_s3(uri: str, dest: str, s3: S3Settings) -> None:
     try:
         s3_client(s3).download_file(bucket, key, dest)
     except Exception as e:
-        raise _FetchFailed(_s3_missing_reason(e, bucket, key, s3)) from None
+        raise _FetchFailed(missing_reason(e, bucket, key, s3)) from None
 
 
 def _cache_name(uri: str, s3: S3Settings) -> str:
@@ -188,6 +80,28 @@ def _cache_name(uri: str, s3: S3Settings) -> str:
     scope = f"{s3.endpoint or ''}|{uri}" if urllib.parse.urlparse(uri).scheme in S3_SCHEMES else uri
     digest = hashlib.sha256(scope.encode()).hexdigest()[:16]
     return digest + "-" + os.path.basename(urllib.parse.urlparse(uri).path)
+
+
+@contextlib.contextmanager
+def cache_lock(cache_dir: str, target: str, *, needed_for: str) -> Iterator[None]:
+    """Hold this machine's lock on ``target``, a file in ``cache_dir``, creating the folder.
+
+    Workers on one host share the cache: the first to take the lock writes ``target``
+    and the others wait for it. ``needed_for`` says, in the ModelLoadError for an
+    unwritable ``cacheDir``, what the file is for.
+    """
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        # Any user's workers may share the cache: open the lock without truncating it.
+        lock_fd = os.open(target + ".lock", os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise ModelLoadError(
+            f"{PREFIX}cacheDir: cannot create or lock files in {cache_dir} ({e.strerror}), "
+            f"needed for {needed_for}: set {PREFIX}cacheDir to a writable local directory"
+        ) from None
+    with os.fdopen(lock_fd) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _read_text(path: str) -> Optional[str]:
@@ -235,18 +149,8 @@ def fetch(
             raise ModelLoadError(f"{key}: {e}") from None
     cache_dir = os.path.expanduser(cache_dir)
     target = os.path.join(cache_dir, _cache_name(uri, s3))
-    try:
-        os.makedirs(cache_dir, exist_ok=True)
-        # Any user's workers may share the cache: open the lock without truncating it.
-        lock_fd = os.open(target + ".lock", os.O_RDONLY | os.O_CREAT, 0o666)
-    except OSError as e:
-        raise ModelLoadError(
-            f"{PREFIX}cacheDir: cannot create or lock files in {cache_dir} ({e.strerror}), "
-            f"needed for {_shown(uri)}: set {PREFIX}cacheDir to a writable local directory"
-        ) from None
     etag_file = target + ".etag"
-    with os.fdopen(lock_fd) as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with cache_lock(cache_dir, target, needed_for=_shown(uri)):
         try:
             etag = _s3_etag(uri, s3) if scheme in S3_SCHEMES else None
         except _FetchFailed as e:

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from mxsql.udfs import images, logs, models
-from mxsql.udfs.config import ModelSpec, Settings
+from mxsql.udfs.config import PREFIX, ModelSpec, Settings
 from mxsql.udfs.errors import ArgumentError, InferenceError, RowError
 
 __all__ = ["CLASS_TYPE", "INFO_TYPE", "TOP_K_TYPE", "classify", "top_k", "image_info"]
@@ -76,7 +76,7 @@ def _prepare(settings: Settings, content: pa.Array, names: Optional[pa.Array],
                     where = f" {paths[row].as_py()}" if paths is not None else ""
                     raise RowError(
                         f"cannot classify image{where} with model '{name}': {e} "
-                        "(spark.mxsql.onError=fail; set it to null to get NULL instead)"
+                        f"({PREFIX}onError=fail; set it to null to get NULL instead)"
                     ) from None
         height, width = spec.input_size
         pixels = (np.stack(decoded) if decoded

@@ -11,6 +11,8 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mxsql.udfs.config import PREFIX
+
 __all__ = ["UnreadableImage", "ImageInfo", "image_info", "load_pixels"]
 
 
@@ -49,7 +51,7 @@ def _open(data: Optional[bytes], max_pixels: int) -> Image.Image:
     if width * height > max_pixels:
         raise UnreadableImage(
             f"image of {width}x{height} = {width * height} pixels is over "
-            f"spark.mxsql.maxImagePixels={max_pixels} (decompression bomb guard)"
+            f"{PREFIX}maxImagePixels={max_pixels} (decompression bomb guard)"
         )
     return img
 
