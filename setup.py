@@ -4,6 +4,12 @@ from pathlib import Path
 
 from setuptools import setup
 
+# The optional ONNX Runtime engine (spark.mxsql.model.NAME.engine=onnxruntime), pinned to
+# the pair checked to install and run together with numpy 1.23.5 on Python 3.11:
+# mxnet 1.9.1's mxnet.onnx converter needs onnx < 1.15 (1.14.1 is the last of them);
+# onnxruntime 1.32.0 asks only numpy >= 1.21.6.
+ONNX = ["onnx==1.14.1", "onnxruntime==1.32.0"]
+
 setup(
     name="mxsql",
     version="0.1.0",
@@ -29,7 +35,9 @@ setup(
         "boto3>=1.28",
     ],
     extras_require={
+        "onnx": ONNX,
         "test": [
+            *ONNX,
             "pytest>=8",
             "moto[server]>=5",
             # scikit-learn 1.6 needs a newer numpy; its bundled digits are real images.

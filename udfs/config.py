@@ -171,6 +171,9 @@ MODEL_KEYS: Tuple[Key, ...] = (
         "stretch to the input size, or center-crop: shorter side to size, then crop."),
     Key("output", "auto", _choice("auto", "probabilities", "logits"),
         "auto: softmax unless the symbol already ends in one; or force probabilities/logits."),
+    Key("engine", "mxnet", _choice("mxnet", "onnxruntime"),
+        "mxnet, or onnxruntime: the checkpoint converted once to ONNX (cached in cacheDir) "
+        "and run with ONNX Runtime; needs pip install 'mxsql[onnx]'."),
     Key("sha256.symbol", None, _sha256, "Expected SHA-256 of PREFIX-symbol.json."),
     Key("sha256.params", None, _sha256, "Expected SHA-256 of PREFIX-EPOCH.params."),
     Key("sha256.labels", None, _sha256, "Expected SHA-256 of the labels file."),
@@ -215,6 +218,7 @@ class ModelSpec:
     std: Optional[Tuple[float, ...]] = None
     resize: str = "stretch"
     output: str = "auto"
+    engine: str = "mxnet"
     sha256_symbol: Optional[str] = None
     sha256_params: Optional[str] = None
     sha256_labels: Optional[str] = None
@@ -402,6 +406,7 @@ def _parse_model(name: str, raw: Mapping[str, str]) -> ModelSpec:
         std=values["std"],
         resize=values["resize"],
         output=values["output"],
+        engine=values["engine"],
         sha256_symbol=values["sha256.symbol"],
         sha256_params=values["sha256.params"],
         sha256_labels=values["sha256.labels"],

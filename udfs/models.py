@@ -1,5 +1,8 @@
 """MXNet checkpoints: load once per Python worker, check, and run on whole batches.
 
+The network runs on MXNet, or on ONNX Runtime for a model whose engine key asks for it
+(``onnx_engine.py``); checks, preprocessing, batching and softmax are the same for both.
+
 The cache is a module global of this importable module, so UDF closures refer to it
 by reference and it lives as long as the Python worker that Spark reuses.
 """
@@ -107,8 +110,20 @@ class LoadedModel:
             )
         self.outputs_probabilities = self._outputs_probabilities()
         self._executors: Dict[int, object] = {}
+        self._onnx = None
+        self._errors: tuple = (mx.base.MXNetError,)
         self._mean = None if spec.mean is None else np.array(spec.mean, np.float32).reshape(1, -1, 1, 1)
         self._std = None if spec.std is None else np.array(spec.std, np.float32).reshape(1, -1, 1, 1)
+
+    def use_onnxruntime(self, *, cache_dir: str, symbol_path: str, params_path: str) -> None:
+        """Run the network with ONNX Runtime instead of MXNet (``engine=onnxruntime``)."""
+        from mxsql.udfs import onnx_engine
+
+        self._onnx = onnx_engine.load(
+            self.spec, self._symbol, {**self._arg_params, **self._aux_params},
+            symbol_path=symbol_path, params_path=params_path, cache_dir=cache_dir)
+        self._errors = self._onnx.errors
+        self._arg_params = self._aux_params = None  # the session holds its own copy
 
     def _split_params(self, saved):
         auxs = set(self._symbol.list_auxiliary_states())
@@ -189,7 +204,7 @@ class LoadedModel:
         pieces whose sizes are powers of two (21 = 16 + 4 + 1): MKLDNN then keeps at
         most log2(batch_size) + 2 kernel plans, and no padding image is computed (a
         padded batch of 32 for 18 images nearly doubles their cost). Raises
-        InferenceError, naming the model, when MXNet fails on the input.
+        InferenceError, naming the model, when the network fails on the input.
         """
         n = len(pixels)
         out = np.empty((n, self.num_classes), dtype=np.float64)
@@ -198,7 +213,7 @@ class LoadedModel:
             try:
                 out[start:start + len(chunk)] = np.concatenate(
                     [self._forward(piece, batch_size) for piece in _pieces(chunk, batch_size)])
-            except self._mx.base.MXNetError as e:
+            except self._errors as e:
                 raise InferenceError(
                     f"model '{self.spec.name}' ({self.spec.uri}) failed on a batch of "
                     f"{len(chunk)} images: {_first_line(e)}"
@@ -212,10 +227,13 @@ class LoadedModel:
         if self._std is not None:
             x /= self._std
         with self._lock:
-            exe = self._executor(len(chunk), batch_size)
-            exe.forward(is_train=False, **{self._data_name: x})
-            scores = exe.outputs[0].asnumpy().reshape(len(chunk), -1)
-        scores = scores.astype(np.float64)
+            if self._onnx is not None:
+                scores = self._onnx.run(x)
+            else:
+                exe = self._executor(len(chunk), batch_size)
+                exe.forward(is_train=False, **{self._data_name: x})
+                scores = exe.outputs[0].asnumpy()
+        scores = scores.reshape(len(chunk), -1).astype(np.float64)
         if self.outputs_probabilities:
             return scores
         scores -= scores.max(axis=1, keepdims=True)
@@ -261,6 +279,8 @@ def _load(spec: ModelSpec, settings: Settings) -> LoadedModel:
     labels = artifacts.fetch(spec.labels_uri, key=labels_key, sha256=spec.sha256_labels,
                              checksum_key=spec.key("sha256.labels"), **common)
     model = LoadedModel(spec, symbol, params, labels)
+    if spec.engine == "onnxruntime":
+        model.use_onnxruntime(cache_dir=settings.cache_dir, symbol_path=symbol, params_path=params)
     _log.info(
         "loaded model '%s' from %s in %.2f s (pid %d)",
         spec.name, spec.uri, time.monotonic() - started, os.getpid(),
