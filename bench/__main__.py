@@ -1,9 +1,11 @@
 """Run the benchmark: ``python -m bench`` (full, ~20-30 min on 2 cores) or ``--quick``.
 
 Makes its workloads and the ResNet-18 checkpoint under ``--work`` (cached), measures
-paths (1) to (5) on both workloads in one run, the cold cost of a repeated LIMIT 10,
-worker memory at two sizes, decode prefetch on and off, and sweeps the settings that
-matter; then writes bench/RESULTS.md, bench/results.png and the raw JSON.
+paths (1) to (5) (with (4) both as the classic recipe was published and in its shape
+with mxsql's decode and network), and (1o) and (2o) with the ONNX Runtime engine, on both workloads in
+one run, the cold cost of a repeated LIMIT 10, worker memory at two sizes, decode
+prefetch on and off, and sweeps the settings that matter; then writes bench/RESULTS.md,
+bench/results.png and the raw JSON.
 """
 
 import argparse
@@ -17,13 +19,17 @@ from bench import jdbc, report, runner, sweep, workloads
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+SPARK_PATHS = ("sql", "predict_batch_udf", "recipe", "classic", "row")
 NAMES = {
     "limit": "(1) MXNet forward alone",
     "ceiling": "(1c) decode+forward, 1 process",
     "sql": "(2) SQL mx_classify -> Parquet",
     "predict_batch_udf": "(3) predict_batch_udf",
-    "classic": "(4) classic RDD mapPartitions",
+    "recipe": "(4) classic recipe as published",
+    "classic": "(4s) classic shape, mxsql's decode and network",
     "row": "(5) row-at-a-time Python UDF",
+    "limit_onnx": "(1o) ONNX Runtime forward alone",
+    "sql_onnx": "(2o) SQL mx_classify, engine=onnxruntime",
 }
 
 
@@ -48,6 +54,18 @@ def _limit(env, nproc: int, seconds: float) -> dict:
     tried = [runner.limit(env, processes, threads, seconds) for processes, threads in settings]
     best = runner.best(tried)
     return {**best, "tried": tried}
+
+
+def _onnx(env, workload, images: int, limit: dict, seconds: float) -> dict:
+    """Paths (1o) and (2o): (1) and (2) with the ONNX Runtime engine, (1o) at the process
+    and thread setting (1) found best; the model is converted once, into env.cache."""
+    _say(workload.name, "ONNX Runtime forward alone")
+    forward = runner.limit(env, limit["processes"], limit["threads"], seconds, onnx=True)
+    _say(workload.name, "sql, engine=onnxruntime", images, "images")
+    conf = {"spark.mxsql.model.resnet18.engine": "onnxruntime", "spark.mxsql.cacheDir": env.cache}
+    sql = runner.spark_path(env, "sql", workload, images, conf)
+    _say(workload.name, "sql, engine=onnxruntime", f"{sql['rate']:.1f} img/s")
+    return {"limit_onnx": forward, "sql_onnx": sql}
 
 
 def _say(*parts) -> None:
@@ -106,12 +124,13 @@ def run(args) -> dict:
         if name == "photos":
             _say(name, "ceiling")
             out["ceiling"] = runner.ceiling(env, workload, sizes[name], nproc)
-        for path in ("sql", "predict_batch_udf", "classic", "row"):
+        for path in SPARK_PATHS:
             images = row_sizes[name] if path == "row" else sizes[name]
             _say(name, path, images, "images")
             queries = 4 if (path == "sql" and name == "cifar") else 0
             out[path] = runner.spark_path(env, path, workload, images, limit_queries=queries)
             _say(name, path, f"{out[path]['rate']:.1f} img/s")
+        out.update(_onnx(env, workload, sizes[name], out["limit"], args.seconds))
     _say("memory at", args.memory_small, "images")
     results["memory_small"] = runner.spark_path(env, "sql", sets["cifar"], args.memory_small)
     _say("prefetch off")
@@ -177,7 +196,7 @@ def table_rows(results: dict) -> list:
                          "rate": c["rate"], "ratio": c["rate"] / limit, "cpu_ms": c["cpu_ms"],
                          "cpu_ratio": limit_cpu / c["cpu_ms"],
                          "note": f"{c['threads']} OMP threads, decode overlapped"})
-        for path in ("sql", "predict_batch_udf", "classic", "row"):
+        for path in SPARK_PATHS:
             r = out[path]
             note = [f"{r['partitions']} partitions"]
             if path == "row" and r["images"] < out["sql"]["images"]:
@@ -189,7 +208,23 @@ def table_rows(results: dict) -> list:
                          "cpu_ratio": limit_cpu / r["cpu_ms"], "loads": r["loads"],
                          "workers": r["workers"], "rss": r["peak_rss_mb"],
                          "note": "; ".join(note)})
+        if "limit_onnx" in out:
+            rows += _onnx_rows(name, out, limit, limit_cpu)
     return rows
+
+
+def _onnx_rows(name: str, out: dict, limit: float, limit_cpu: float) -> list:
+    """Rows (1o) and (2o), with their ratios to (1) like every row, and (2o) to (1o)."""
+    o, r = out["limit_onnx"], out["sql_onnx"]
+    return [
+        {"workload": name, "path": NAMES["limit_onnx"], "rate": o["rate"],
+         "ratio": o["rate"] / limit, "cpu_ms": o["cpu_ms"], "cpu_ratio": limit_cpu / o["cpu_ms"],
+         "note": f"{o['processes']} process(es) x {o['threads']} threads, as (1)"},
+        {"workload": name, "path": NAMES["sql_onnx"], "images": r["images"], "rate": r["rate"],
+         "ratio": r["rate"] / limit, "cpu_ms": r["cpu_ms"], "cpu_ratio": limit_cpu / r["cpu_ms"],
+         "loads": r["loads"], "workers": r["workers"], "rss": r["peak_rss_mb"],
+         "note": f"{r['partitions']} partitions; {r['rate'] / o['rate']:.2f}x (1o)"},
+    ]
 
 
 if __name__ == "__main__":

@@ -30,6 +30,12 @@ _models: Dict[Tuple[str, ModelSpec], object] = {}
 _lock = threading.Lock()
 
 
+def log_load(spec: ModelSpec, started: float) -> None:
+    """Log a model load the way mxsql's workers do, so the benchmark can count it."""
+    _log.info("loaded model '%s' from %s in %.2f s (pid %d)",
+              spec.name, spec.uri, time.monotonic() - started, os.getpid())
+
+
 def _model(path: str, spec: ModelSpec):
     """The singleton model of ``path`` in this Python worker."""
     key = (path, spec)
@@ -39,8 +45,7 @@ def _model(path: str, spec: ModelSpec):
 
             started = time.monotonic()
             _models[key] = LoadedModel(spec, spec.symbol_uri, spec.params_uri, spec.labels_uri)
-            _log.info("loaded model '%s' from %s in %.2f s (pid %d)",
-                      spec.name, spec.uri, time.monotonic() - started, os.getpid())
+            log_load(spec, started)
         return _models[key]
 
 

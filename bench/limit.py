@@ -1,4 +1,5 @@
-"""Path (1), the limit: MXNet's forward alone, and the decode+forward ceiling.
+"""Path (1), the limit: MXNet's forward alone, and the decode+forward ceiling; (1o), the
+same forward with ONNX Runtime (the optional engine).
 
 Run as a child process (``python -m bench.limit``) so that ``OMP_NUM_THREADS`` is set
 before MXNet is imported, as DECISIONS 16 asks. Prints one JSON object on stdout.
@@ -24,20 +25,52 @@ def _executor(prefix: str, batch: int):
     return exe
 
 
-def forward_only(prefix: str, batch: int, seconds: float, start_at: float) -> dict:
-    """Images/s of the bound network on one ready float32 NCHW tensor, run repeatedly."""
+def _onnx_forward(prefix: str, cache_dir: str):
+    """A function running the checkpoint with mxsql's ONNX Runtime engine (converted once
+    into ``cache_dir``, threads from OMP_NUM_THREADS) on a numpy batch."""
     import mxnet as mx
 
+    from mxsql.udfs import onnx_engine
+    from mxsql.udfs.config import parse_settings
+
+    spec = parse_settings({"spark.mxsql.model.resnet18.uri": prefix,
+                           "spark.mxsql.model.resnet18.engine": "onnxruntime"}).model("resnet18")
+    symbol, arg_params, aux_params = mx.model.load_checkpoint(prefix, 0)
+    network = onnx_engine.load(spec, symbol, {**arg_params, **aux_params},
+                               symbol_path=spec.symbol_uri, params_path=spec.params_uri,
+                               cache_dir=cache_dir)
+    return network.run
+
+
+def _mxnet_forward(prefix: str, batch: int):
+    """A function running the bound checkpoint with MXNet on a numpy batch."""
     exe = _executor(prefix, batch)
-    x = mx.nd.array(np.random.default_rng(1).uniform(0, 255, (batch, 3, 224, 224)))
-    for _ in range(2):  # oneDNN builds its kernels on the first passes
+
+    def forward(x):
         exe.forward(is_train=False, data=x)
-        exe.outputs[0].asnumpy()
+        return exe.outputs[0].asnumpy()
+
+    return forward
+
+
+def forward_only(prefix: str, batch: int, seconds: float, start_at: float,
+                 onnx_cache: str = None) -> dict:
+    """Images/s of the network on one ready float32 NCHW tensor, run repeatedly: with MXNet,
+    or with ONNX Runtime when ``onnx_cache`` says where the converted model is kept."""
+    if onnx_cache:
+        forward = _onnx_forward(prefix, onnx_cache)
+        x = np.random.default_rng(1).uniform(0, 255, (batch, 3, 224, 224)).astype(np.float32)
+    else:
+        import mxnet as mx
+
+        forward = _mxnet_forward(prefix, batch)
+        x = mx.nd.array(np.random.default_rng(1).uniform(0, 255, (batch, 3, 224, 224)))
+    for _ in range(2):  # oneDNN builds its kernels on the first passes
+        forward(x)
     _wait_until(start_at)
     started, cpu, done = time.perf_counter(), time.process_time(), 0
     while time.perf_counter() - started < seconds:
-        exe.forward(is_train=False, data=x)
-        exe.outputs[0].asnumpy()
+        forward(x)
         done += batch
     return {"images": done, "seconds": time.perf_counter() - started,
             "cpu_seconds": time.process_time() - cpu}
@@ -93,6 +126,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--start-at", type=float, default=0)
     parser.add_argument("--files", help="a file listing images: measure decode+forward")
+    parser.add_argument("--onnx-cache", help="run with ONNX Runtime, the converted model kept "
+                                             "in this directory")
     args = parser.parse_args(argv)
     if not os.environ.get("OMP_NUM_THREADS"):
         sys.exit("bench.limit: set OMP_NUM_THREADS explicitly")
@@ -101,7 +136,8 @@ def main(argv=None) -> None:
             files = f.read().split("\n")
         result = decode_forward(args.prefix, args.batch, [p for p in files if p], args.start_at)
     else:
-        result = forward_only(args.prefix, args.batch, args.seconds, args.start_at)
+        result = forward_only(args.prefix, args.batch, args.seconds, args.start_at,
+                              args.onnx_cache)
     result["threads"] = int(os.environ["OMP_NUM_THREADS"])
     print(json.dumps(result))
 

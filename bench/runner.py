@@ -22,6 +22,7 @@ class Env:
         self.prefix = prefix
         self.batch = batch
         self.logs = os.path.join(work, "logs")
+        self.cache = os.path.join(work, "cache")  # spark.mxsql.cacheDir: the ONNX conversion
         os.makedirs(self.logs, exist_ok=True)
         self._runs = 0
 
@@ -45,11 +46,14 @@ def _json(proc_out: str, what: str, log: Optional[str] = None) -> dict:
     return json.loads(lines[-1])
 
 
-def limit(env: Env, processes: int, threads: int, seconds: float) -> dict:
-    """Path (1): ``processes`` forward-only processes of ``threads`` OMP threads, together."""
+def limit(env: Env, processes: int, threads: int, seconds: float, *, onnx: bool = False) -> dict:
+    """Path (1): ``processes`` forward-only processes of ``threads`` OMP threads, together;
+    with ``onnx``, path (1o): the same with the ONNX Runtime engine."""
     start_at = time.time() + 20  # every process has loaded and warmed up by then
     cmd = [sys.executable, "-m", "bench.limit", "--prefix", env.prefix,
            "--batch", str(env.batch), "--seconds", str(seconds), "--start-at", str(start_at)]
+    if onnx:
+        cmd += ["--onnx-cache", env.cache]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                               env=env.environ(OMP_NUM_THREADS=str(threads)))
              for _ in range(processes)]

@@ -18,7 +18,7 @@ import threading
 import time
 from functools import partial
 
-PATHS = ("sql", "predict_batch_udf", "classic", "row")
+PATHS = ("sql", "predict_batch_udf", "classic", "recipe", "row")
 
 
 def _session(conf: dict):
@@ -63,10 +63,14 @@ def _udf_runner(spark, path: str, spec, batch_size: int):
     return run
 
 
+def _files(folders, ext: str) -> list:
+    return sorted(os.path.join(f, n) for f in folders for n in os.listdir(f)
+                  if n.endswith("." + ext))
+
+
 def _classic_rdd(spark, folders, ext: str):
     """The file paths, in as many partitions as the binaryFile scan of path (2) has."""
-    paths = sorted(os.path.join(f, n) for f in folders for n in os.listdir(f)
-                   if n.endswith("." + ext))
+    paths = _files(folders, ext)
     _images_view(spark, "classic_images", folders, ext)
     slices = spark.table("classic_images").rdd.getNumPartitions()
     return spark.sparkContext.parallelize(paths, slices)
@@ -111,16 +115,24 @@ def measure(args) -> dict:
                                    if k.startswith("spark.mxsql.")})
         spec = settings.model("resnet18")
         batch_size = settings.batch_size
-        images = sum(len([n for n in os.listdir(f) if n.endswith("." + args.ext)])
-                     for f in args.folders)
+        files = _files(args.folders, args.ext)
+        images = len(files)
         _images_view(spark, "images", args.folders, args.ext)
         _images_view(spark, "warm_images", [args.warm], args.ext)
-        source = _classic_rdd(spark, args.folders, args.ext) if args.path == "classic" \
-            else spark.table("images").rdd
-        spark_partitions = source.getNumPartitions()
+        if args.path == "recipe":
+            spark_partitions = -(-images // batch_size)  # one partition a batch
+        else:
+            source = _classic_rdd(spark, args.folders, args.ext) if args.path == "classic" \
+                else spark.table("images").rdd
+            spark_partitions = source.getNumPartitions()
         if args.path == "sql":
             warm = partial(_run_sql, spark, "warm_images", "bench_warm", "resnet18")
             timed = partial(_run_sql, spark, "images", "bench_sql", "resnet18")
+        elif args.path == "recipe":
+            from bench.classic import run_published
+
+            warm = partial(run_published, spark, spec, batch_size, _files([args.warm], args.ext))
+            timed = partial(run_published, spark, spec, batch_size, files)
         elif args.path == "classic":
             run = _classic_runner(spark, spec, batch_size, args.ext)
             warm, timed = partial(run, [args.warm]), partial(run, args.folders)
