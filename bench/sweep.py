@@ -23,6 +23,7 @@ POINTS: List[Tuple[str, str, Dict[str, str]]] = [
     ("mxsql.batchSize", "16", {"spark.mxsql.batchSize": "16"}),
     ("mxsql.batchSize", "32 (default)", {}),
     ("mxsql.batchSize", "64", {"spark.mxsql.batchSize": "64"}),
+    ("files.maxPartitionBytes", "256 MB", {_SPLIT: str(256 << 20)}),
     ("files.maxPartitionBytes", "128 MB (Spark's default)", {_SPLIT: str(128 << 20)}),
     ("files.maxPartitionBytes", "32 MB", {_SPLIT: str(32 << 20)}),
     ("files.maxPartitionBytes", "8 MB", {_SPLIT: str(8 << 20)}),
