@@ -212,7 +212,7 @@ FINDINGS = [
     "is paid by (2) and (3) alike; (4) and (4s) read the files in Python and (1c) has no JVM, "
     "which is why they need less CPU per photo. The JVM also compiles its hot paths "
     "during the first few hundred photos (a first pass cost 11 ms a photo, later ones "
-    "2.5): each path is warmed up on 64 photos or 256 small images first.",
+    "2.5): each path first runs 4 times over 64 photos or 256 small images.",
     "- A CIFAR-shaped PNG: decode and resize to 224x224 0.26 ms, the JVM and the hand-over "
     "to Python about 0.3 ms: the network is nearly all of the cost, so every batched path "
     "lands near (1). The classic recipe as published (4) pays more for its Lanczos resize "
@@ -267,8 +267,9 @@ METHOD = [
     "otherwise idle cores with no core left idle.",
     "- Every Spark path runs in a fresh driver process (its own JVM and Python workers), "
     "`local[*]` with the settings of the shipped `spark-defaults.conf` through "
-    "`mxsql.registry.session.build_session`. Each first runs once over a small warm-up "
-    "folder (workers start, the model loads), then is timed over the whole workload; "
+    "`mxsql.registry.session.build_session`. Each first runs 4 times over a small warm-up "
+    "folder (workers start, the model loads, the JVM compiles its hot paths), then is "
+    "timed over the whole workload; "
     "cold costs are reported apart (LIMIT 10 above).",
     "- (1) binds the same checkpoint with MXNet and runs forward on one ready float32 "
     "tensor, with OMP_NUM_THREADS set explicitly; every way to fill the machine is "
