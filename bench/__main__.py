@@ -72,21 +72,23 @@ def _say(*parts) -> None:
     print(time.strftime("%H:%M:%S"), *parts, file=sys.stderr, flush=True)
 
 
-def _sweep(env, workload, images: int) -> list:
+def _sweep(env, sets: dict, sizes: dict) -> list:
     """Path (2) at every sweep point; points equal to the shipped settings run once."""
     from mxsql.registry.session import layered_conf
 
     shipped = layered_conf()
     done, points = {}, []
-    for setting, shown, conf in sweep.POINTS:
-        effective = tuple(sorted({**shipped, **conf}.items()))
+    for workload, setting, shown, conf in sweep.POINTS:
+        effective = (workload, tuple(sorted({**shipped, **conf}.items())))
         if effective not in done:
-            _say("sweep", setting, shown)
-            done[effective] = runner.spark_path(env, "sql", workload, images, conf)
+            _say("sweep", workload, setting, shown)
+            done[effective] = runner.spark_path(env, "sql", sets[workload], sizes[workload],
+                                                conf)
         point = done[effective]
-        points.append({"setting": setting, "value": shown, "conf": conf,
-                       "rate": point["rate"], "cpu_ms": point["cpu_ms"],
-                       "rss": point["peak_rss_mb"], "partitions": point["partitions"],
+        points.append({"workload": workload, "setting": setting, "value": shown, "conf": conf,
+                       "images": point["images"], "rate": point["rate"],
+                       "cpu_ms": point["cpu_ms"], "rss": point["peak_rss_mb"],
+                       "partitions": point["partitions"],
                        "shipped": all(shipped.get(k) == v for k, v in conf.items())})
     return points
 
@@ -143,7 +145,8 @@ def run(args) -> dict:
     _say("LIMIT 10 over JDBC")
     results["jdbc_limit"] = _jdbc_limit(env, sets["cifar"])
     if args.sweep:
-        results["sweep"] = _sweep(env, sets["cifar"], args.sweep_images)
+        results["sweep"] = _sweep(env, sets, {"cifar": args.sweep_images,
+                                              "photos": sizes["photos"]})
     results["machine"]["load_after"] = os.getloadavg()
     return results
 

@@ -20,9 +20,9 @@ import time
 from functools import partial
 
 PATHS = ("sql", "predict_batch_udf", "classic", "recipe", "row")
-# The JVM compiles its hot paths over the first few hundred images it reads: after one pass
-# over the 64 warm-up photos, path (2)'s JVM spent 4.9 CPU ms a photo in its first pass over
-# the 500 and 2.9 in its second.
+# The JVM compiles its hot paths over the first thousand or so images it reads: after one
+# pass over 64 warm-up photos, path (2)'s JVM spent 4.9 CPU ms a photo in its first pass
+# over the 500 and 2.9 in its second.
 WARM_PASSES = 4
 
 
