@@ -140,6 +140,7 @@ def start(spark) -> ThriftServer:
             "otherwise JDBC connections cannot see the mx functions"
         )
     _fix_model_sources(spark)
+    _skip_hive_function_registry(spark)
     # Open the metastore now: a bad one (URL, JDBC driver, a Derby home another process
     # holds) fails the start, not the first query, and a new schema exists before anyone
     # connects.
@@ -167,6 +168,40 @@ def _fix_model_sources(spark) -> None:
                 "Fixed when mxsql-thriftserver starts: where models are loaded from is the "
                 "server's policy, not a connection's."
             ).stringConf().createOptional()
+
+
+def _skip_hive_function_registry(spark) -> None:
+    """Mark Hive's built-in functions as registered, so Hive never tries to register them.
+
+    Closing a JDBC session can build a new ``Hive`` object (``SessionState.close`` calls
+    ``Hive.get``), and the first one built registers Hive's ``FunctionRegistry``, whose
+    static init needs hive-llap-common, which pyspark does not ship: CloseSession fails
+    with NoClassDefFoundError, and every later ``Hive`` waits forever for the half-done
+    registration. Spark SQL never uses that registry (Spark's own Hive client uses
+    ``Hive.getWithoutRegisterFns``), so setting Hive 2.3's ``didRegisterAllFuncs`` to
+    ``REG_FUNCS_DONE`` (2) is safe. py4j turns an AtomicInteger into a Python int, so
+    the field is set by a method handle that runs in the JVM.
+    """
+    from py4j.protocol import Py4JJavaError
+
+    jvm = spark._jvm
+    handles = jvm.java.lang.invoke.MethodHandles
+    try:
+        hive = jvm.org.apache.hadoop.hive.ql.metadata.Hive._java_lang_class
+        field = hive.getDeclaredField("didRegisterAllFuncs")
+        field.setAccessible(True)
+        lookup = handles.publicLookup()
+        set_value = lookup.findVirtual(
+            jvm.java.util.concurrent.atomic.AtomicInteger._java_lang_class, "set",
+            jvm.java.lang.invoke.MethodType.methodType(jvm.java.lang.Void.TYPE,
+                                                        jvm.java.lang.Integer.TYPE),
+        )
+        # The getter supplies set's receiver: the handle takes only the new value.
+        handles.collectArguments(set_value, 0, lookup.unreflectGetter(field)) \
+            .invokeWithArguments([2])
+    except Py4JJavaError as e:
+        _log.warning("could not mark Hive's functions as registered (%s): closing a JDBC "
+                     "session may fail with NoClassDefFoundError", _java_reason(e))
 
 
 def _configure_logging() -> None:

@@ -229,33 +229,6 @@ def _sql(server, statement: str, *, user: str = "tester") -> list:
     return servers.pyhive_rows(server.host, server.port, statement, user=user)
 
 
-# Hive's SessionState.close may build a new Hive client, which first registers Hive's
-# built-in functions; one needs hive-llap-common, which Spark does not ship, so CloseSession
-# can fail with NoClassDefFoundError (LlapSigner$Signable) after the rows have arrived. It
-# is Hive's defect, not mxsql's, and seen only under this test's load: the rows are checked.
-_HIVE_CLOSE_DEFECT = "LlapSigner$Signable"
-
-
-def _rows_despite_hive_close_defect(server, statement: str, user: str) -> list:
-    """Rows of one statement over PyHive; a CloseSession failing with Hive's defect is let by."""
-    from pyhive import hive
-
-    connection = hive.connect(host=server.host, port=server.port, auth="NONE", username=user)
-    try:
-        cursor = connection.cursor()
-        cursor.execute(statement)
-        rows = cursor.fetchall() if cursor.description else []
-    except BaseException:
-        connection.close()
-        raise
-    try:
-        connection.close()
-    except Exception as e:
-        if _HIVE_CLOSE_DEFECT not in str(e):
-            raise
-    return rows
-
-
 def _rows_run(cluster, app_id: str, model: str) -> Counter:
     """Rows the network of ``model`` has run on so far, per Python worker pid."""
     rows = Counter()
@@ -485,9 +458,9 @@ def test_eight_jdbc_clients_get_correct_results_while_one_disconnects_mid_query(
 
     def client(i):
         try:
-            results[i] = [_rows_despite_hive_close_defect(
-                server, _CONCURRENT_QUERIES[(i + j) % len(_CONCURRENT_QUERIES)], f"client{i}")
-                for j in range(len(_CONCURRENT_QUERIES))]
+            results[i] = [_sql(server, _CONCURRENT_QUERIES[(i + j) % len(_CONCURRENT_QUERIES)],
+                               user=f"client{i}")
+                          for j in range(len(_CONCURRENT_QUERIES))]
         except Exception as e:  # reported below, in the test's thread
             errors[i] = e
 

@@ -254,6 +254,58 @@ def test_set_of_an_unknown_models_source_is_refused_at_its_next_mx_query(server,
         connection.close()
 
 
+# --- Hive inside the server -----------------------------------------------------------
+
+# Builds a new Hive object (Hive.get with needsRefresh), as SessionState.close does on a
+# Thrift worker thread that has none, after the server's start step or only the metastore.
+_NEW_HIVE_OBJECT = """
+import sys
+from py4j.protocol import Py4JJavaError
+from mxsql.registry import thriftserver
+from mxsql.registry.session import build_session
+
+conf = thriftserver.server_conf(port=0, conf=["spark.ui.enabled=false"])
+spark = build_session(conf, master="local[1]", app_name="new-hive-object")
+server = thriftserver.start(spark) if sys.argv[1] == "start" else None
+spark.catalog.databaseExists("default")
+jvm = spark._jvm
+try:
+    jvm.org.apache.hadoop.hive.ql.metadata.Hive.get(jvm.org.apache.hadoop.hive.conf.HiveConf(),
+                                                    True)
+    print("new Hive object: ok")
+except Py4JJavaError as e:
+    print("new Hive object:", e.java_exception.toString())
+if server is not None:
+    server.stop()
+spark.stop()
+"""
+
+
+def _new_hive_object(tmp_path, step: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", _NEW_HIVE_OBJECT, step],
+        env={**os.environ, "MXSQL_HOME": str(tmp_path / "home")},
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return re.search(r"new Hive object: (.*)", done.stdout).group(1)
+
+
+@pytest.mark.slow
+def test_new_hive_object_fails_in_a_plain_session_because_pyspark_lacks_llap(tmp_path):
+    """The defect the server's start step works around: Hive's FunctionRegistry needs
+    hive-llap-common, which pyspark does not ship, and a new Hive object registers it."""
+    assert _new_hive_object(tmp_path, "metastore only") == (
+        "java.lang.NoClassDefFoundError: org/apache/hadoop/hive/llap/security/LlapSigner$Signable"
+    )
+
+
+@pytest.mark.slow
+def test_new_hive_object_after_start_skips_hives_function_registry(tmp_path):
+    """A JDBC CloseSession builds one: it must not fail on the missing llap classes."""
+    assert _new_hive_object(tmp_path, "start") == "ok"
+
+
 # --- starting and stopping -------------------------------------------------------------
 
 def _bare_server_args(*extra):
