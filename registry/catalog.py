@@ -60,13 +60,15 @@ def _arrow_udf(fn: SqlFunction, settings: Settings):
     return arrow_udf(run, from_arrow_type(fn.returns))
 
 
-def register_all(spark, *, settings: Optional[Settings] = None) -> Settings:
+def register_all(spark, *, settings: Optional[Settings] = None,
+                 fixed_by_server: bool = False) -> Settings:
     """Register every mx function in ``spark`` and return the settings they captured.
 
     Cheap: it validates the ``spark.mxsql.*`` keys (raising ConfigError naming a bad
     key) but loads no model and imports no MXNet; models load in the workers on first
     use. Call it again after changing model settings to re-capture them. It also
-    registers the ``mxsql_s3`` data source with the session's S3 settings.
+    registers the ``mxsql_s3`` data source with the session's S3 settings, which its
+    ``endpoint`` and ``profile`` options may not change when ``fixed_by_server``.
 
     Examples
     --------
@@ -78,5 +80,5 @@ def register_all(spark, *, settings: Optional[Settings] = None) -> Settings:
         settings = settings_from_session(spark)
     for fn in FUNCTIONS:
         spark.udf.register(fn.name, _arrow_udf(fn, settings))
-    spark.dataSource.register(s3source.data_source(settings))
+    spark.dataSource.register(s3source.data_source(settings, fixed_by_server=fixed_by_server))
     return settings

@@ -7,7 +7,8 @@ starts ``HiveThriftServer2`` inside it. Every JDBC connection shares that one se
 and a ``SET`` in one connection applies to all. Where models are loaded from is the
 server's policy: ``SET`` of a fixed key of a configured model (or of ``cacheDir`` and the
 S3 keys) is refused at once; keys of a model the server does not know are refused at the
-next mx query, until ``RESET``.
+next mx query, until ``RESET``. An ``mxsql_s3`` view may not name an S3 endpoint or
+profile other than the server's.
 
 Host and port come from Spark's own settings, ``hive.server2.thrift.bind.host`` and
 ``hive.server2.thrift.port`` (``--hiveconf``), with ``--host``/``--port`` as shorthands;
@@ -21,6 +22,7 @@ import sys
 import threading
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from mxsql.registry.catalog import register_all
 from mxsql.registry.config import settings_from_session
 from mxsql.registry.options import key_value_pairs
 from mxsql.udfs.config import GLOBAL_KEYS, MODEL_KEYS, PREFIX, model_key
@@ -129,7 +131,8 @@ class ThriftServer:
 
 
 def start(spark) -> ThriftServer:
-    """Start HiveThriftServer2 in ``spark``, which must have been built with singleSession.
+    """Start HiveThriftServer2 in ``spark``, which must have been built with singleSession,
+    after registering the mx functions under the server's policy.
 
     Uses ``startWithSparkSession(session, exitOnError=false)``: ``startWithContext`` calls
     ``System.exit`` when the port is taken, which would kill the JVM under Python.
@@ -140,6 +143,10 @@ def start(spark) -> ThriftServer:
             "otherwise JDBC connections cannot see the mx functions"
         )
     _fix_model_sources(spark)
+    # mxsql_s3's endpoint and profile options may only repeat the server's: otherwise a
+    # JDBC user could read with another profile of this host's credentials, or send them
+    # to another endpoint. No SQL statement can change a registered class.
+    register_all(spark, fixed_by_server=True)
     _skip_hive_function_registry(spark)
     # Open the metastore now: a bad one (URL, JDBC driver, a Derby home another process
     # holds) fails the start, not the first query, and a new schema exists before anyone
@@ -248,7 +255,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         conf = server_conf(conf=args.conf, hiveconf=args.hiveconf, host=args.host,
                            port=args.port, base=base)
         spark = build_session(conf, master=args.master, app_name="mxsql-thriftserver",
-                              properties_file=args.properties_file)
+                              properties_file=args.properties_file, register=False)
     except (MxsqlError, OSError) as e:
         _log.error("%s", e)
         return 1

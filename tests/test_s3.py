@@ -26,7 +26,7 @@ for _name, _value in FAKE_CREDENTIALS.items():
 
 from mxsql.udfs import artifacts, models  # noqa: E402
 from mxsql.udfs.config import S3Settings, Settings, parse_settings  # noqa: E402
-from mxsql.udfs.errors import RowError, S3Error  # noqa: E402
+from mxsql.udfs.errors import ConfigError, RowError, S3Error  # noqa: E402
 from mxsql.udfs.s3source import SCHEMA, data_source  # noqa: E402
 
 IMAGES = "mxsql-images"
@@ -254,6 +254,31 @@ def test_persistent_table_is_refused_with_the_temporary_view_form(spark, moto):
             spark.sql("SELECT count(*) FROM s3_images_persistent").collect()
     finally:
         spark.sql("DROP TABLE IF EXISTS s3_images_persistent")
+
+
+# ----------------------------------------------------------------------------- server policy
+
+@pytest.mark.parametrize("option, value", [("profile", "admin"),
+                                           ("endpoint", "http://127.0.0.1:1")])
+def test_server_refuses_another_endpoint_or_profile_for_reads_and_writes(moto, option, value):
+    """As mxsql-thriftserver registers the source; the JDBC path is in test_thriftserver."""
+    cls = data_source(Settings(s3=S3Settings(endpoint=moto.endpoint)), fixed_by_server=True)
+    source = cls({"path": f"s3://{IMAGES}/digits/", option.lower(): value})
+    message = (f"mxsql_s3: option '{option}' is fixed by the server: .* restarting the server "
+               f"with --conf spark.mxsql.s3.{option}=")
+    for step in (source.schema, lambda: source.reader(SCHEMA),
+                 lambda: source.writer(SCHEMA, True)):
+        with pytest.raises(ConfigError, match=message) as refused:
+            step()
+        assert value not in str(refused.value)
+
+
+def test_server_allows_its_own_endpoint_no_option_and_any_region(moto, images):
+    cls = data_source(Settings(s3=S3Settings(endpoint=moto.endpoint)), fixed_by_server=True)
+    expected = sum(1 for name in images if name.startswith("zero/"))
+    for options in ({"endpoint": moto.endpoint}, {}, {"region": "eu-west-1"}):
+        source = cls({"path": f"s3://{IMAGES}/digits/zero/", **options})
+        assert sum(len(p.objects) for p in source.reader(SCHEMA).partitions()) == expected
 
 
 # ----------------------------------------------------------------------------- errors

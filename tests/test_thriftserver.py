@@ -24,12 +24,14 @@ from demo import digits as digits_demo
 from mxsql.registry.thriftserver import HOST_KEY, PORT_KEY, server_conf
 from mxsql.udfs.errors import ConfigError
 from tests import servers
+from tests.s3server import FAKE_CREDENTIALS, MotoServer
 
 _BATCH_ROWS = 64  # spark.sql.execution.arrow.maxRecordsPerBatch the server runs with
 _LOADED = re.compile(r"loaded model 'default' from .* \(pid (\d+)\)")
 _RUNS_ON = re.compile(r"DEBUG mxsql: model 'default' runs on (\d+) rows \(pid (\d+)\)")
 _HADOOP_HOST = "spark.hadoop." + HOST_KEY
 _HADOOP_PORT = "spark.hadoop." + PORT_KEY
+_BUCKET = "mxsql-thrift"
 
 
 # --- the command line, without a server ----------------------------------------------
@@ -75,15 +77,27 @@ def digit_folder(digits):
 
 
 @pytest.fixture(scope="module")
-def server(digits, tmp_path_factory):
-    """A running server: local[2], the digits model as 'default', per-batch DEBUG lines."""
+def moto():
+    with MotoServer() as s3:
+        yield s3
+
+
+@pytest.fixture(scope="module")
+def server(digits, moto, tmp_path_factory):
+    """A running server: local[2], the digits model as 'default', per-batch DEBUG lines,
+    moto as its S3 endpoint, and a credentials file whose profile 'admin' moto accepts."""
     root = tmp_path_factory.mktemp("thriftserver")
     args = ["--master", "local[2]", "--port", "0", "--conf", "spark.ui.enabled=false",
             "--conf", f"spark.sql.execution.arrow.maxRecordsPerBatch={_BATCH_ROWS}",
-            "--conf", f"spark.mxsql.cacheDir={root / 'cache'}"]
+            "--conf", f"spark.mxsql.cacheDir={root / 'cache'}",
+            "--conf", f"spark.mxsql.s3.endpoint={moto.endpoint}"]
     for key, value in digits_demo.model_conf(digits[0]).items():
         args += ["--conf", f"{key}={value}"]
-    env = {"MXSQL_HOME": str(root / "home"), "MXSQL_LOG_LEVEL": "DEBUG"}
+    credentials = root / "credentials"
+    credentials.write_text("[admin]\naws_access_key_id = admin\naws_secret_access_key = admin\n")
+    env = {"MXSQL_HOME": str(root / "home"), "MXSQL_LOG_LEVEL": "DEBUG", **FAKE_CREDENTIALS,
+           "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+           "AWS_CONFIG_FILE": str(root / "no-config")}
     with servers.ThriftServerProcess(args, log_path=str(root / "server.log"), env=env) as s:
         yield s
 
@@ -95,6 +109,18 @@ def digits_table(server, digit_folder):
         f"OPTIONS (path '{digit_folder}', recursiveFileLookup 'true')"
     ))
     return "digits"
+
+
+@pytest.fixture(scope="module")
+def s3_digits(moto, digits):
+    """s3://mxsql-thrift/digits/ with 20 of the held-out digit PNGs."""
+    client = moto.client()
+    client.create_bucket(Bucket=_BUCKET)
+    for path in digits[1][:20]:
+        with open(path, "rb") as f:
+            client.put_object(Bucket=_BUCKET, Key=f"digits/{os.path.basename(path)}",
+                              Body=f.read())
+    return f"s3://{_BUCKET}/digits/"
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +278,48 @@ def test_set_of_an_unknown_models_source_is_refused_at_its_next_mx_query(server,
         # One session serves every connection: leave it as it was.
         cursor.execute("RESET spark.mxsql.model.other.uri")
         connection.close()
+
+
+def _s3_view_rows(server, view: str, options: str):
+    """Rows of a count over a temporary ``mxsql_s3`` view, dropped after (one session for all)."""
+    from pyhive import hive
+
+    connection = hive.connect(host=server.host, port=server.port, auth="NONE", username="mallory")
+    cursor = connection.cursor()
+    try:
+        cursor.execute(f"CREATE TEMPORARY VIEW {view} USING mxsql_s3 OPTIONS ({options})")
+        cursor.execute(f"SELECT count(content) FROM {view}")
+        return cursor.fetchall()
+    finally:
+        cursor.execute(f"DROP VIEW IF EXISTS {view}")
+        connection.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option, value", [("profile", "admin"),
+                                           ("endpoint", "http://127.0.0.1:1")])
+def test_s3_profile_or_endpoint_other_than_the_servers_is_refused_naming_the_option(
+        server, s3_digits, option, value):
+    """Else a JDBC user reads with the host's 'admin' profile, or sends the server's
+    credentials to an endpoint of their choosing."""
+    from pyhive import hive
+
+    # PyHive's message holds the server's reply as a repr: its quotes are escaped.
+    with pytest.raises(hive.OperationalError,
+                       match=f"mxsql_s3: option .{{1,3}}{option}.{{1,3}} is fixed by the server: "
+                             f".* restarting the server with --conf spark.mxsql.s3.{option}=") \
+            as refused:
+        _s3_view_rows(server, f"s3_other_{option}",
+                      f"path '{s3_digits}', {option} '{value}'")
+    assert value not in str(refused.value)
+
+
+@pytest.mark.slow
+def test_s3_reads_with_the_servers_own_endpoint_given_or_not(server, s3_digits, moto):
+    own = _s3_view_rows(server, "s3_own", f"path '{s3_digits}', endpoint '{moto.endpoint}', "
+                                          "region 'eu-west-1'")
+    unset = _s3_view_rows(server, "s3_unset", f"path '{s3_digits}'")
+    assert own == unset == [(20,)]
 
 
 # --- Hive inside the server -----------------------------------------------------------

@@ -19,7 +19,10 @@ from mxsql.udfs.config import (
 from mxsql.udfs.errors import ConfigError
 from mxsql.udfs.s3client import s3_client, split_s3_uri
 
-__all__ = ["NAME", "SCHEMA", "PERSISTENT", "Option", "OPTIONS", "parse_options", "Target"]
+__all__ = [
+    "NAME", "SCHEMA", "PERSISTENT", "Option", "OPTIONS", "parse_options", "check_server_policy",
+    "Target",
+]
 
 NAME = "mxsql_s3"
 
@@ -118,6 +121,7 @@ class Option:
     doc: str
     read: bool = True
     write: bool = True
+    fixed_by_server: bool = False  # under mxsql-thriftserver: only the server's own value
 
 
 OPTIONS: Tuple[Option, ...] = (
@@ -144,9 +148,12 @@ OPTIONS: Tuple[Option, ...] = (
            "Add a nullable STRING column of this name with the reason a row's content is "
            "NULL; unset = binaryFile's schema exactly.", write=False),
     Option("endpoint", None, optional_text,
-           f"S3 endpoint URL; unset = {PREFIX}s3.endpoint."),
+           f"S3 endpoint URL; unset = {PREFIX}s3.endpoint. Under mxsql-thriftserver only "
+           "that value is allowed.", fixed_by_server=True),
     Option("region", None, optional_text, f"AWS region; unset = {PREFIX}s3.region."),
-    Option("profile", None, optional_text, f"AWS profile; unset = {PREFIX}s3.profile."),
+    Option("profile", None, optional_text,
+           f"AWS profile; unset = {PREFIX}s3.profile. Under mxsql-thriftserver only that "
+           "value is allowed.", fixed_by_server=True),
 )
 _BY_LOWER = {o.name.lower(): o for o in OPTIONS}
 
@@ -183,6 +190,24 @@ def parse_options(options, *, writing: bool) -> Dict[str, object]:
             f"'s3://BUCKET/PREFIX/'). {PERSISTENT}"
         )
     return values
+
+
+def check_server_policy(values: Dict[str, object], s3: S3Settings) -> None:
+    """Refuse an ``endpoint`` or ``profile`` option that differs from the server's setting.
+
+    Every JDBC user of mxsql-thriftserver runs as the server, with its host's credentials:
+    another profile would use other credentials of that host, another endpoint would send
+    the server's credentials elsewhere. Values are not echoed (see ``parse_options``).
+    """
+    for option in OPTIONS:
+        given = values[option.name]
+        if option.fixed_by_server and given is not None and given != getattr(s3, option.name):
+            key = f"{PREFIX}s3.{option.name}"
+            raise ConfigError(
+                f"{NAME}: option '{option.name}' is fixed by the server: on mxsql-thriftserver "
+                f"leave it out or give the server's own {key}, not another value. The "
+                f"operator changes it by restarting the server with --conf {key}=..."
+            )
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from mxsql.udfs.config import Settings
 from mxsql.udfs.errors import ConfigError, S3Error
-from mxsql.udfs.s3options import NAME, OPTIONS, PERSISTENT, SCHEMA, Option, Target, parse_options
+from mxsql.udfs.s3options import (
+    NAME, OPTIONS, PERSISTENT, SCHEMA, Option, Target, check_server_policy, parse_options,
+)
 from mxsql.udfs.s3reader import S3Partition, S3Reader
 from mxsql.udfs.s3writer import S3Writer
 
@@ -36,7 +38,9 @@ class S3DataSource(DataSource):
     when that option names one. A missing bucket, a refused listing or a request that
     fails past ``maxAttempts`` fails the query. Writing takes mode ``overwrite`` or
     ``append`` (Spark refuses the others for Python data sources); the output is
-    complete when ``_SUCCESS`` exists, and that file lists its parts.
+    complete when ``_SUCCESS`` exists, and that file lists its parts. Under
+    mxsql-thriftserver an ``endpoint`` or ``profile`` option that differs from the
+    server's ``spark.mxsql.s3.*`` is refused.
 
     Examples
     --------
@@ -49,21 +53,28 @@ class S3DataSource(DataSource):
     """
 
     settings = Settings()  # the session's, in the class ``data_source`` makes
+    fixed_by_server = False  # True: endpoint and profile options are the server's policy
 
     @classmethod
     def name(cls) -> str:
         return NAME
 
+    def _options(self, *, writing: bool):
+        values = parse_options(self.options, writing=writing)
+        if self.fixed_by_server:
+            check_server_policy(values, self.settings.s3)
+        return values
+
     def schema(self) -> StructType:
         if "provider" in self.options:  # Spark's table properties: a CREATE TABLE
             raise ConfigError(PERSISTENT)
-        error_column = parse_options(self.options, writing=False)["errorColumn"]
+        error_column = self._options(writing=False)["errorColumn"]
         if not error_column:
             return SCHEMA
         return StructType(SCHEMA.fields + [StructField(error_column, StringType(), True)])
 
     def reader(self, schema: StructType) -> S3Reader:
-        values = parse_options(self.options, writing=False)
+        values = self._options(writing=False)
         expected = self.schema()
         if [(f.name.lower(), f.dataType) for f in schema.fields] != \
                 [(f.name.lower(), f.dataType) for f in expected.fields]:
@@ -75,7 +86,7 @@ class S3DataSource(DataSource):
         return S3Reader(Target.of(values, self.settings), values, self.settings, expected)
 
     def writer(self, schema: StructType, overwrite: bool) -> S3Writer:
-        values = parse_options(self.options, writing=True)
+        values = self._options(writing=True)
         target = Target.of(values, self.settings)
         if not target.directory:
             # Overwrite deletes what is under the prefix: never a whole bucket.
@@ -84,15 +95,18 @@ class S3DataSource(DataSource):
         return S3Writer(target, schema, overwrite)
 
 
-def data_source(settings: Settings) -> type:
+def data_source(settings: Settings, *, fixed_by_server: bool = False) -> type:
     """The ``mxsql_s3`` class to register in a session, carrying its ``settings``.
 
     The class is made here, not imported, so that Spark pickles it by value with the
-    session's S3 endpoint, region, profile and onError policy inside.
+    session's S3 endpoint, region, profile and onError policy inside. With
+    ``fixed_by_server`` (mxsql-thriftserver), an ``endpoint`` or ``profile`` option may
+    only repeat ``settings``: no SQL statement can change a registered class.
     """
 
     class SessionS3DataSource(S3DataSource):
         pass
 
     SessionS3DataSource.settings = settings
+    SessionS3DataSource.fixed_by_server = fixed_by_server
     return SessionS3DataSource
