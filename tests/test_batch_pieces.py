@@ -1,8 +1,8 @@
-"""A short last batch runs in power-of-two pieces: same results, no padding, few shapes.
+"""A short batch runs in pieces of SHORT_BATCH images: same results, two batch shapes.
 
-Padding 18 images to a batch of 32 nearly doubled their cost (bench/RESULTS.md); cutting
-them into 16 + 2 computes no blank image, and MKLDNN still caches a bounded number of
-kernel plans (DECISIONS 6).
+Padding 18 images to a batch of 32 nearly doubled their cost (bench/RESULTS.md); pieces
+of 8 compute at most 7 blank images (DECISIONS 6). Every batch shape costs a worker a
+copy of the weights (test_worker_memory.py), so a worker binds only two.
 """
 
 import numpy as np
@@ -10,7 +10,7 @@ import pytest
 
 from demo import digits as digits_demo
 from mxsql.udfs.config import parse_settings
-from mxsql.udfs.models import LoadedModel
+from mxsql.udfs.models import SHORT_BATCH, LoadedModel
 
 
 @pytest.fixture
@@ -26,17 +26,38 @@ def pixels():
 
 
 def test_short_batch_gives_the_same_probabilities_as_one_image_at_a_time(model, pixels):
-    batched = model.predict(pixels, 32)  # 32, then 21 = 16 + 4 + 1
+    batched = model.predict(pixels, 32)  # 32, then 21 = 8 + 8 + 5 padded to 8
     single = np.concatenate([model.predict(pixels[i:i + 1], 1) for i in range(len(pixels))])
     np.testing.assert_allclose(batched, single, atol=1e-5)
 
 
-def test_short_batch_runs_as_powers_of_two_not_padded(model, pixels):
-    model.predict(pixels[:21], 32)
-    assert set(model._executors) == {32, 16, 4, 1}  # bound at 32, run as 16 + 4 + 1
+def _pieces_run(model, monkeypatch):
+    """(images, batch shape) of every forward pass of ``model`` from now on."""
+    runs = []
+    forward = model._forward
+
+    def recording(chunk, shape, batch_size):
+        runs.append((len(chunk), shape))
+        return forward(chunk, shape, batch_size)
+
+    monkeypatch.setattr(model, "_forward", recording)
+    return runs
 
 
-def test_batch_shapes_stay_powers_of_two_below_the_batch_size(model, pixels):
-    for n in range(1, 41):
+def test_short_batch_runs_in_pieces_of_short_batch_the_last_padded(model, pixels, monkeypatch):
+    runs = _pieces_run(model, monkeypatch)
+    model.predict(pixels[:53], 32)
+    assert SHORT_BATCH == 8
+    assert runs == [(32, 32), (8, 8), (8, 8), (5, 8)]
+
+
+def test_a_worker_binds_two_batch_shapes_whatever_the_batch_sizes(model, pixels):
+    for n in range(1, 54):
         model.predict(pixels[:n], 32)
-    assert set(model._executors) == {32, 16, 8, 4, 2, 1}
+    assert set(model._executors) == {32, SHORT_BATCH}
+
+
+def test_a_batch_size_below_short_batch_pads_to_the_batch_size(model, pixels, monkeypatch):
+    runs = _pieces_run(model, monkeypatch)
+    model.predict(pixels[:7], 4)
+    assert runs == [(4, 4), (3, 4)]

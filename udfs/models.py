@@ -21,9 +21,11 @@ from mxsql.udfs import artifacts, logs
 from mxsql.udfs.config import ModelSpec, Settings
 from mxsql.udfs.errors import InferenceError, ModelLoadError
 
-__all__ = ["LoadedModel", "get_model", "read_labels", "SOFTMAX_OPS"]
+__all__ = ["LoadedModel", "get_model", "read_labels", "SOFTMAX_OPS", "SHORT_BATCH"]
 
 SOFTMAX_OPS = frozenset({"SoftmaxOutput", "softmax", "SoftmaxActivation"})
+# The batch shape a short batch runs in (see LoadedModel.predict).
+SHORT_BATCH = 8
 _WORDNET_ID = re.compile(r"^n\d{8}\s+")
 # Optional imports of MXNet that mxsql does not use (see _import_mxnet).
 _SKIPPED_BY_MXNET = ("sklearn", "scipy")
@@ -204,11 +206,14 @@ class LoadedModel:
     def predict(self, pixels: np.ndarray, batch_size: int) -> np.ndarray:
         """Class probabilities, shape (N, classes), for uint8 pixels of shape (N, H, W, C).
 
-        Runs the network ``batch_size`` images at a time, and a last short batch in
-        pieces whose sizes are powers of two (21 = 16 + 4 + 1): MKLDNN then keeps at
-        most log2(batch_size) + 2 kernel plans, and no padding image is computed (a
-        padded batch of 32 for 18 images nearly doubles their cost). Raises
-        InferenceError, naming the model, when the network fails on the input.
+        Runs the network ``batch_size`` images at a time, and a short batch in pieces of
+        ``SHORT_BATCH`` images, the last one padded (21 = 8 + 8 + 5 run as 8): a worker
+        binds two batch shapes, whatever its tasks' sizes, their bad rows or the models
+        sharing a batch. Each executor's fused convolutions hold their own copy of the
+        weights with batch norm folded in (45 MB for ResNet-18), so one executor per
+        short size grew a worker by 300 MB; at most SHORT_BATCH - 1 blank images are
+        computed, where padding to ``batch_size`` nearly doubled a short batch's cost.
+        Raises InferenceError, naming the model, when the network fails on the input.
         """
         n = len(pixels)
         out = np.empty((n, self.num_classes), dtype=np.float64)
@@ -216,7 +221,8 @@ class LoadedModel:
             chunk = pixels[start:start + batch_size]
             try:
                 out[start:start + len(chunk)] = np.concatenate(
-                    [self._forward(piece, batch_size) for piece in _pieces(chunk, batch_size)])
+                    [self._forward(piece, shape, batch_size)
+                     for piece, shape in _pieces(chunk, batch_size)])
             except self._errors as e:
                 raise InferenceError(
                     f"model '{self.spec.name}' ({self.spec.uri}) failed on a batch of "
@@ -224,8 +230,11 @@ class LoadedModel:
                 ) from None
         return out
 
-    def _forward(self, chunk: np.ndarray, batch_size: int) -> np.ndarray:
-        x = chunk.transpose(0, 3, 1, 2).astype(np.float32)
+    def _forward(self, chunk: np.ndarray, shape: int, batch_size: int) -> np.ndarray:
+        """Scores of ``chunk``'s images, run as a batch of ``shape`` (blank images pad it)."""
+        rows = len(chunk)
+        x = np.zeros((shape, chunk.shape[3], chunk.shape[1], chunk.shape[2]), np.float32)
+        x[:rows] = chunk.transpose(0, 3, 1, 2)
         if self._mean is not None:
             x -= self._mean
         if self._std is not None:
@@ -234,10 +243,10 @@ class LoadedModel:
             if self._onnx is not None:
                 scores = self._onnx.run(x)
             else:
-                exe = self._executor(len(chunk), batch_size)
+                exe = self._executor(shape, batch_size)
                 exe.forward(is_train=False, **{self._data_name: x})
                 scores = exe.outputs[0].asnumpy()
-        scores = scores.reshape(len(chunk), -1).astype(np.float64)
+        scores = scores.reshape(shape, -1)[:rows].astype(np.float64)
         if self.outputs_probabilities:
             return scores
         scores -= scores.max(axis=1, keepdims=True)
@@ -246,16 +255,15 @@ class LoadedModel:
         return scores
 
 
-def _pieces(chunk: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    """A full batch as it is; a short one cut into powers of two, largest first."""
+def _pieces(chunk: np.ndarray, batch_size: int) -> Iterator[Tuple[np.ndarray, int]]:
+    """(images, batch shape to run them as): a full batch as it is, a short one in
+    pieces of SHORT_BATCH (fewer when batch_size is smaller), the last padded."""
     if len(chunk) == batch_size:
-        yield chunk
+        yield chunk, batch_size
         return
-    start = 0
-    while start < len(chunk):
-        size = 1 << ((len(chunk) - start).bit_length() - 1)
-        yield chunk[start:start + size]
-        start += size
+    shape = min(SHORT_BATCH, batch_size)
+    for start in range(0, len(chunk), shape):
+        yield chunk[start:start + shape], shape
 
 
 def get_model(spec: ModelSpec, settings: Settings) -> LoadedModel:
