@@ -267,9 +267,10 @@ CHANGES = [
     "through executors sharing the full one's memory, but each executor's fused "
     "convolutions hold their own copy of the weights with batch norm folded in (45 MB for "
     "ResNet-18), so a worker grew by 50 MB for every short size its tasks ended on (813 MiB "
-    "after 1,000 images, 1,115 after 10,000). It now runs in pieces of 8, the last padded: "
-    "two batch shapes per worker, at most 7 blank images per short batch. Network alone, "
-    "one MXNet thread, CPU ms per image: 15.6-16.2 at batch 32, 16.7 at 16, 17.0 at 8.",
+    "after 1,000 images, 1,115 after 10,000). It now runs in pieces of 4, the last padded: "
+    "two batch shapes per worker, at most 3 blank images per short batch. The network "
+    "alone, one MXNet thread, warm, costs the same CPU per image at batch 4 as at 32 "
+    "(15.3-15.5 ms here); 16.1 at 2, 17.1 at 1.",
     "- **One wave of long tasks** (spark-defaults.conf `spark.sql.files.maxPartitionBytes` "
     "1 GB; it was 32 MB, then Spark's 128 MB). Every task costs about 0.1-0.15 CPU s of "
     "fixed work in the JVM and the Python worker besides its images, and a last wave of "
@@ -279,9 +280,9 @@ CHANGES = [
     "figures).",
     "- **Cheaper fresh workers** (udfs/models.py). `import mxnet` imports scikit-learn "
     "(and with it pandas) for its deprecated FeedForward class, and scipy for code mxsql "
-    "never runs, whenever they are installed: hiding both during the import takes it from "
-    "1.3 to 0.76 CPU s here. Every worker that a LIMIT query kills pays this again "
-    "(DECISIONS 8).",
+    "never runs, whenever they are installed, and all of setuptools through its distutils "
+    "hook: without them the import takes 0.72 CPU s instead of 1.3 here. Every worker "
+    "that a LIMIT query kills pays this again (DECISIONS 8).",
     "- **One copy less per image** (udfs/images.py): EXIF orientation is applied in place, "
     "so an image without an orientation tag is not copied.",
     "- Already in place and measured above: JPEG draft decoding (a 1920x1080 JPEG "

@@ -1,7 +1,7 @@
 """A short batch runs in pieces of SHORT_BATCH images: same results, two batch shapes.
 
 Padding 18 images to a batch of 32 nearly doubled their cost (bench/RESULTS.md); pieces
-of 8 compute at most 7 blank images (DECISIONS 6). Every batch shape costs a worker a
+of 4 compute at most 3 blank images (DECISIONS 6). Every batch shape costs a worker a
 copy of the weights (test_worker_memory.py), so a worker binds only two.
 """
 
@@ -26,7 +26,7 @@ def pixels():
 
 
 def test_short_batch_gives_the_same_probabilities_as_one_image_at_a_time(model, pixels):
-    batched = model.predict(pixels, 32)  # 32, then 21 = 8 + 8 + 5 padded to 8
+    batched = model.predict(pixels, 32)  # 32, then 21 = 5 x 4 + 1 padded to 4
     single = np.concatenate([model.predict(pixels[i:i + 1], 1) for i in range(len(pixels))])
     np.testing.assert_allclose(batched, single, atol=1e-5)
 
@@ -47,8 +47,8 @@ def _pieces_run(model, monkeypatch):
 def test_short_batch_runs_in_pieces_of_short_batch_the_last_padded(model, pixels, monkeypatch):
     runs = _pieces_run(model, monkeypatch)
     model.predict(pixels[:53], 32)
-    assert SHORT_BATCH == 8
-    assert runs == [(32, 32), (8, 8), (8, 8), (5, 8)]
+    assert SHORT_BATCH == 4
+    assert runs == [(32, 32)] + [(4, 4)] * 5 + [(1, 4)]
 
 
 def test_a_worker_binds_two_batch_shapes_whatever_the_batch_sizes(model, pixels):
@@ -59,5 +59,5 @@ def test_a_worker_binds_two_batch_shapes_whatever_the_batch_sizes(model, pixels)
 
 def test_a_batch_size_below_short_batch_pads_to_the_batch_size(model, pixels, monkeypatch):
     runs = _pieces_run(model, monkeypatch)
-    model.predict(pixels[:7], 4)
-    assert runs == [(4, 4), (3, 4)]
+    model.predict(pixels[:3], 2)
+    assert runs == [(2, 2), (1, 2)]

@@ -129,8 +129,8 @@ class Key:
 
 GLOBAL_KEYS: Tuple[Key, ...] = (
     Key("batchSize", "32", positive_int,
-        "Images per forward pass of the network; a last short batch runs in power-of-two "
-        "pieces (never padded with rows).",
+        "Images per forward pass of the network; a short batch runs in pieces of 4, the "
+        "last padded with blank images (never with rows).",
         settable=True),
     Key("onError", "null", _choice("null", "fail"),
         "What a row that cannot be classified gives: null (NULL and a reason in "

@@ -25,7 +25,7 @@ __all__ = ["LoadedModel", "get_model", "read_labels", "SOFTMAX_OPS", "SHORT_BATC
 
 SOFTMAX_OPS = frozenset({"SoftmaxOutput", "softmax", "SoftmaxActivation"})
 # The batch shape a short batch runs in (see LoadedModel.predict).
-SHORT_BATCH = 8
+SHORT_BATCH = 4
 _WORDNET_ID = re.compile(r"^n\d{8}\s+")
 # Optional imports of MXNet that mxsql does not use (see _import_mxnet).
 _SKIPPED_BY_MXNET = ("sklearn", "scipy")
@@ -55,26 +55,39 @@ def _first_line(error: Exception) -> str:
 
 
 def _import_mxnet():
-    """Import MXNet without scikit-learn and scipy.
+    """Import MXNet without scikit-learn, scipy and setuptools.
 
-    MXNet imports both only if they are installed, and only for code mxsql never runs:
-    mxnet.model subclasses scikit-learn's BaseEstimator in the deprecated FeedForward API,
-    and scipy serves quantization calibration, test utilities and conversion of scipy
-    sparse matrices. Where they are installed they are 40% of the import's CPU time (1.3 s
-    against 0.76 s here), paid again by every fresh worker (after a LIMIT query, for
-    one). Hiding them during the import makes MXNet skip them.
+    MXNet imports scikit-learn and scipy only if they are installed, and only for code
+    mxsql never runs: mxnet.model subclasses scikit-learn's BaseEstimator in the
+    deprecated FeedForward API, and scipy serves quantization calibration, test
+    utilities and conversion of scipy sparse matrices. It imports distutils for
+    LooseVersion, which setuptools' import hook (where installed) serves by importing
+    all of setuptools; the standard library's distutils does as well. Together they are
+    nearly half of the import's CPU time (1.3 s against 0.72 s here), paid again by every
+    fresh worker (after a LIMIT query, for one).
     """
     if "mxnet" in sys.modules:
         return sys.modules["mxnet"]
     hidden = [name for name in _SKIPPED_BY_MXNET if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # makes `import name` raise ImportError
+    hooks = _setuptools_distutils_hooks()
+    for hook in hooks:
+        sys.meta_path.remove(hook)
     try:
         import mxnet
     finally:
         for name in hidden:
             del sys.modules[name]
+        sys.meta_path[:0] = hooks
     return mxnet
+
+
+def _setuptools_distutils_hooks() -> list:
+    """setuptools' distutils import hooks, where the standard library has its own."""
+    if sys.version_info >= (3, 12) or "distutils" in sys.modules:
+        return []
+    return [hook for hook in sys.meta_path if type(hook).__module__ == "_distutils_hack"]
 
 
 class LoadedModel:
@@ -207,7 +220,7 @@ class LoadedModel:
         """Class probabilities, shape (N, classes), for uint8 pixels of shape (N, H, W, C).
 
         Runs the network ``batch_size`` images at a time, and a short batch in pieces of
-        ``SHORT_BATCH`` images, the last one padded (21 = 8 + 8 + 5 run as 8): a worker
+        ``SHORT_BATCH`` images, the last one padded (10 = 4 + 4 + 2 run as 4): a worker
         binds two batch shapes, whatever its tasks' sizes, their bad rows or the models
         sharing a batch. Each executor's fused convolutions hold their own copy of the
         weights with batch norm folded in (45 MB for ResNet-18), so one executor per

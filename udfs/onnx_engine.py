@@ -62,8 +62,8 @@ class OnnxNetwork:
     """An ONNX Runtime session on CPU over one converted checkpoint.
 
     The batch axis is dynamic, so one file serves every ``spark.mxsql.batchSize`` (a SET
-    may change it per session); the caller still runs short batches in power-of-two
-    pieces, which bounds the input shapes ONNX Runtime plans memory for.
+    may change it per session); the caller still runs short batches in pieces of one
+    size, which bounds the input shapes ONNX Runtime plans memory for.
     """
 
     def __init__(self, spec: ModelSpec, path: str):
