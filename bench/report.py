@@ -281,7 +281,7 @@ CHANGES = [
     "- **Cheaper fresh workers** (udfs/models.py). `import mxnet` imports scikit-learn "
     "(and with it pandas) for its deprecated FeedForward class, and scipy for code mxsql "
     "never runs, whenever they are installed, and all of setuptools through its distutils "
-    "hook: without them the import takes 0.72 CPU s instead of 1.3 here. Every worker "
+    "hook: without them the import takes 0.75 CPU s instead of 1.3 here. Every worker "
     "that a LIMIT query kills pays this again (DECISIONS 8).",
     "- **One copy less per image** (udfs/images.py): EXIF orientation is applied in place, "
     "so an image without an orientation tag is not copied.",

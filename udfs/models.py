@@ -63,7 +63,7 @@ def _import_mxnet():
     utilities and conversion of scipy sparse matrices. It imports distutils for
     LooseVersion, which setuptools' import hook (where installed) serves by importing
     all of setuptools; the standard library's distutils does as well. Together they are
-    nearly half of the import's CPU time (1.3 s against 0.72 s here), paid again by every
+    nearly half of the import's CPU time (1.3 s against 0.75 s here), paid again by every
     fresh worker (after a LIMIT query, for one).
     """
     if "mxnet" in sys.modules:
