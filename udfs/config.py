@@ -141,7 +141,8 @@ GLOBAL_KEYS: Tuple[Key, ...] = (
         "(decompression-bomb guard, Pillow's default).",
         settable=True),
     Key("prefetch", "true", _choice("true", "false"),
-        "Decode the next Arrow batch in a background thread while the network runs.",
+        "Decode the next Arrow batch in a background thread, at idle CPU priority, while "
+        "the network runs.",
         settable=True),
     Key("cacheDir", "~/.cache/mxsql", _cache_dir,
         "Local directory where model artifacts fetched from HTTP(S) or S3 are kept, one "

@@ -50,68 +50,117 @@ def _columns(batch, n_optional: int):
     return cols + [None] * (1 + n_optional - len(cols))
 
 
-def _prepare(settings: Settings, content: pa.Array, names: Optional[pa.Array],
-             paths: Optional[pa.Array], ks: Optional[np.ndarray]) -> _Prepared:
-    """Decode every row of one batch with the preprocessing of the model it names."""
-    values = content.to_pylist()
-    name_list = names.to_pylist() if names is not None else [_DEFAULT_MODEL] * len(values)
-    by_model = {}
-    for row, name in enumerate(name_list):
-        by_model.setdefault(name or _DEFAULT_MODEL, []).append(row)
-    groups = []
-    for name, rows in by_model.items():
-        spec = settings.model(name)
-        decoded, kept = [], []
-        for row in rows:
-            if ks is not None and ks[row] <= 0:
-                continue  # k is NULL: so is the result
-            try:
-                decoded.append(images.load_pixels(
-                    values[row], input_size=spec.input_size, channels=spec.channels,
-                    resize=spec.resize, max_pixels=settings.max_image_pixels,
-                ))
+def _decode(settings: Settings, spec: ModelSpec, data: Optional[bytes]):
+    """The model input for one row's bytes, or the UnreadableImage that says why not."""
+    try:
+        return images.load_pixels(data, input_size=spec.input_size, channels=spec.channels,
+                                  resize=spec.resize, max_pixels=settings.max_image_pixels)
+    except images.UnreadableImage as e:
+        return e
+
+
+class _Batch:
+    """One Arrow batch: which model each row uses, and the rows decoded ahead of time.
+
+    ``decode_ahead`` runs in the background thread and stops at the next row once the
+    caller has ``claimed`` the batch; the caller decodes whatever is left itself.
+    """
+
+    def __init__(self, settings: Settings, batch, top: bool):
+        if top:
+            content, k, names, self.paths = _columns(batch, 3)
+            self.ks = np.asarray(k.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+            invalid = k.is_valid().to_numpy(zero_copy_only=False) & (self.ks <= 0)
+            if invalid.any():
+                raise ArgumentError(
+                    f"mx_top_k: k must be a positive integer, got {self.ks[invalid][0]}")
+        else:
+            content, names, self.paths = _columns(batch, 2)
+            self.ks = None
+        self.settings = settings
+        self.values = content.to_pylist()
+        name_list = names.to_pylist() if names is not None else [_DEFAULT_MODEL] * len(self.values)
+        self.by_model = {}
+        for row, name in enumerate(name_list):
+            self.by_model.setdefault(name or _DEFAULT_MODEL, []).append(row)
+        self.specs = {name: settings.model(name) for name in self.by_model}
+        self.decoded = {}
+        self.claimed = False
+
+    def rows(self, name: str) -> List[int]:
+        """The rows that use model ``name`` and have something to classify (k is not NULL)."""
+        return [row for row in self.by_model[name] if self.ks is None or self.ks[row] > 0]
+
+    def decode_ahead(self) -> None:
+        """Decode the rows in order (in the background thread) until the batch is claimed."""
+        for name, spec in self.specs.items():
+            for row in self.rows(name):
+                if self.claimed:
+                    return
+                self.decoded[row] = _decode(self.settings, spec, self.values[row])
+
+    def prepare(self) -> _Prepared:
+        """Claim the batch and decode the rows the background thread has not."""
+        self.claimed = True
+        groups = []
+        for name, spec in self.specs.items():
+            decoded, kept = [], []
+            for row in self.rows(name):
+                pixels = self.decoded.pop(row, None)
+                if pixels is None:
+                    pixels = _decode(self.settings, spec, self.values[row])
+                if isinstance(pixels, images.UnreadableImage):
+                    if self.settings.on_error == "fail":
+                        where = f" {self.paths[row].as_py()}" if self.paths is not None else ""
+                        raise RowError(
+                            f"cannot classify image{where} with model '{name}': {pixels} "
+                            f"({PREFIX}onError=fail; set it to null to get NULL instead)")
+                    continue
+                decoded.append(pixels)
                 kept.append(row)
-            except images.UnreadableImage as e:
-                if settings.on_error == "fail":
-                    where = f" {paths[row].as_py()}" if paths is not None else ""
-                    raise RowError(
-                        f"cannot classify image{where} with model '{name}': {e} "
-                        f"({PREFIX}onError=fail; set it to null to get NULL instead)"
-                    ) from None
-        height, width = spec.input_size
-        pixels = (np.stack(decoded) if decoded
-                  else np.empty((0, height, width, spec.channels), np.uint8))
-        groups.append(_Group(spec, np.array(kept, dtype=np.int64), pixels))
-    return _Prepared(len(values), groups, ks)
+            height, width = spec.input_size
+            pixels = (np.stack(decoded) if decoded
+                      else np.empty((0, height, width, spec.channels), np.uint8))
+            groups.append(_Group(spec, np.array(kept, dtype=np.int64), pixels))
+        return _Prepared(len(self.values), groups, self.ks)
+
+
+def _idle_priority() -> None:
+    """Let the calling thread run only on a core that no other thread wants (SCHED_IDLE)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass  # not Linux: the thread keeps the normal priority
 
 
 def _prepared_batches(settings: Settings, batches: Iterable, top: bool) -> Iterator[_Prepared]:
-    """Decode batches, the next one in a background thread while the caller runs the network."""
-    def prepare(batch) -> _Prepared:
-        if top:
-            content, k, names, paths = _columns(batch, 3)
-            ks = np.asarray(k.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
-            invalid = k.is_valid().to_numpy(zero_copy_only=False) & (ks <= 0)
-            if invalid.any():
-                raise ArgumentError(
-                    f"mx_top_k: k must be a positive integer, got {ks[invalid][0]}")
-        else:
-            content, names, paths = _columns(batch, 2)
-            ks = None
-        return _prepare(settings, content, names, paths, ks)
+    """Decoded batches; with prefetch, the next one is decoded ahead while the caller runs
+    the network on this one.
 
+    The decode thread runs at idle priority: it takes a core only when the network, Spark
+    and the other tasks leave it idle, so it never slows them. When the caller needs the
+    batch, it decodes the rows the thread has not, so a thread starved on a busy machine
+    never holds a task up.
+    """
     if not settings.prefetch:
-        yield from map(prepare, batches)
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mxsql-decode") as pool:
-        pending = None
         for batch in batches:
-            future = pool.submit(prepare, batch)
-            if pending is not None:
-                yield pending.result()
-            pending = future
-        if pending is not None:
-            yield pending.result()
+            yield _Batch(settings, batch, top).prepare()
+        return
+    ahead: List[_Batch] = []  # handed to the thread, not yet claimed
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mxsql-decode",
+                              initializer=_idle_priority)
+    try:
+        for batch in batches:
+            ahead.append(_Batch(settings, batch, top))
+            pool.submit(ahead[-1].decode_ahead)
+            if len(ahead) == 2:
+                yield ahead.pop(0).prepare()
+        if ahead:
+            yield ahead.pop().prepare()
+    finally:
+        for batch in ahead:
+            batch.claimed = True  # a stopped query: the thread stops at its next row
+        pool.shutdown(wait=False)  # nor does the task wait for the row it is on
 
 
 def _scored(settings: Settings, prepared: _Prepared):
