@@ -4,6 +4,8 @@ from typing import List, Optional
 
 from PIL import Image, ImageDraw, ImageFont
 
+from bench.spark_paths import WARM_PASSES
+
 __all__ = ["markdown_table", "bar_chart", "results_markdown"]
 
 # A row is a dict: workload, path, images, rate (img/s), ratio to (1), cpu_ms (CPU
@@ -190,11 +192,12 @@ def results_markdown(results: dict, rows: List[dict]) -> str:
         f"Path (2) on {pre['on']['images']} photos: prefetch on {pre['on']['rate']:.1f} img/s "
         f"({pre['on']['cpu_ms']:.1f} CPU ms / img), off {pre['off']['rate']:.1f} img/s "
         f"({pre['off']['cpu_ms']:.1f} CPU ms / img): {pre['on']['rate'] / pre['off']['rate']:.2f}x. "
-        "The decode thread costs no extra CPU per image, so it does not take the network's "
-        "cores; with one single-threaded task per core a core is busy either way (decoding or "
-        "running the network), so overlapping the two inside a task gains little here (it "
-        "may when a task has several MXNet threads, or when reads stall on remote storage: "
-        "not measured).",
+        "The decode thread runs at idle CPU priority (SCHED_IDLE): it uses a core only "
+        "when the network, the JVM and the other tasks leave one idle, and the task decodes "
+        "itself the rows the thread has not reached when it needs the batch, so the thread "
+        "can neither take the network's core nor hold the task up. With one single-threaded "
+        "task per core there is little idle time to fill; there may be more when a task has "
+        "several MXNet threads or its reads stall on remote storage (not measured).",
         "",
     ]
     if results.get("sweep"):
@@ -232,14 +235,18 @@ def results_markdown(results: dict, rows: List[dict]) -> str:
 FINDINGS = [
     "Measured apart from the run above, on this machine (CPU ms per image, warm JVM):",
     "",
-    "- A 1920x1080 JPEG of ~480 KB: Spark's `binaryFile` scan reads it in the JVM for "
-    "2.5 ms; handing it to a Python UDF through Arrow adds about 2 ms (a UDF returning "
-    "only the length: 4.6-4.8 ms in all); decoding at 1/4 scale and resizing "
-    "(`load_pixels`) 5.9 ms; ResNet-18 about 15 ms. The JVM's share is Spark's own and "
-    "is paid by (2) and (3) alike; (4) and (4s) read the files in Python and (1c) has no JVM, "
-    "which is why they need less CPU per photo. The JVM also compiles its hot paths "
-    "during the first few hundred photos (a first pass cost 11 ms a photo, later ones "
-    "2.5): each path first runs 4 times over 256 warm-up images.",
+    "- A 1920x1080 JPEG of ~480 KB, read by Spark's `binaryFile` scan and handed to a "
+    "Python UDF that returns only its length, once the JVM is warm: 2.1-2.5 JVM CPU ms a "
+    "photo. By JVM thread: the task threads (open, read, copy into Arrow, send) 0.75-0.85 ms, "
+    "the garbage collector 0.25-0.35, other threads about 0.25, and the JIT compiler "
+    "0.8-1.1. The compiler's share is a cost per query, not per photo (about 0.5 CPU s a "
+    "query, for Spark's planning, the metastore and the Parquet writer), and halves only "
+    "after a dozen queries. The Python worker's side of the hand-over adds 0.2 ms. Then "
+    "decoding at 1/4 scale and resizing (`load_pixels`) takes 5.9 ms and ResNet-18 about "
+    "15 ms. The JVM's share is Spark's own and is paid by (2) and (3) alike; (4) and (4s) "
+    "read the files in Python and (1c) has no JVM, which is why they need less CPU per "
+    f"photo. Each Spark path first runs {WARM_PASSES} times over 256 warm-up images: with "
+    "4, path (2) ran the photos about 3.5% slower and (4s) the same.",
     "- A CIFAR-shaped PNG: decode and resize to 224x224 0.26 ms, the JVM and the hand-over "
     "to Python about 0.3 ms: the network is nearly all of the cost, so every batched path "
     "lands near (1). The classic recipe as published (4) pays more for its Lanczos resize "
@@ -251,6 +258,10 @@ FINDINGS = [
     "- Inside the Python worker, mx_classify's own code takes the same CPU per image as "
     "decode plus forward called directly (20.0-20.5 ms per photo with one MXNet thread): "
     "the rest of a worker's time is PySpark's Arrow hand-over and each task's fixed cost.",
+    "- `perf record` on the two Python workers of path (2) over the CIFAR-shaped images "
+    "for 25 s: 94.5% of their CPU in oneDNN's JIT-compiled kernels, 2.6% in the rest of "
+    "libmxnet, 1.3% in Pillow, and under 1% each in Python, numpy and everything else. "
+    "On these images the workers do little but run the network.",
     "- The network alone, one MXNet thread, CPU ms per image by batch size: 17.7 (1), "
     "17.0 (8), 16.7 (16), 15.6-16.2 (32). On a CPU a batch of one is only ~10% dearer "
     "per image, so the row-at-a-time UDF (5) loses mostly to per-row overhead, not to "
@@ -263,7 +274,14 @@ FINDINGS = [
 ]
 
 CHANGES = [
-    "- **Short batches in pieces of 8** (udfs/models.py). A last short batch used to be "
+    "- **Decode ahead at idle priority** (udfs/functions.py). The thread that decodes the "
+    "next Arrow batch ran at normal priority and took turns with the network on the "
+    "task's core: on the 500 photos, prefetch on ran 1.4% slower than off (median of 4 "
+    "alternating rounds in one session: 86.6 against 87.8 img/s). It now runs at idle "
+    "priority, and the task decodes itself whatever rows the thread has not reached, so "
+    "a thread that gets no core never holds a task up: on ran 0.8% faster than off "
+    "(89.4 against 88.7).",
+    "- **Short batches in pieces of 4** (udfs/models.py). A last short batch used to be "
     "padded to spark.mxsql.batchSize: with a binaryFile task of ~50 photos, 18 images "
     "ran as 32 (padding cost up to 100%). It then ran in power-of-two pieces (18 = 16 + 2) "
     "through executors sharing the full one's memory, but each executor's fused "
@@ -300,10 +318,10 @@ METHOD = [
     "otherwise idle cores with no core left idle.",
     "- Every Spark path runs in a fresh driver process (its own JVM and Python workers), "
     "`local[*]` with the settings of the shipped `spark-defaults.conf` through "
-    "`mxsql.registry.session.build_session`. Each first runs 4 times over a small warm-up "
-    "folder (workers start, the model loads, the JVM compiles its hot paths), then is "
-    "timed over the whole workload; "
-    "cold costs are reported apart (LIMIT 10 above).",
+    "`mxsql.registry.session.build_session`. Each first runs "
+    f"{WARM_PASSES} times over a small warm-up folder (workers start, the model loads, "
+    "the JVM compiles its hot paths), then is timed over the whole workload; cold costs "
+    "are reported apart (LIMIT 10 above).",
     "- (1) binds the same checkpoint with MXNet and runs forward on one ready float32 "
     "tensor, with OMP_NUM_THREADS set explicitly; every way to fill the machine is "
     "tried (1 process x all threads, one single-threaded process per core, side by "

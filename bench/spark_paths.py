@@ -20,10 +20,13 @@ import time
 from functools import partial
 
 PATHS = ("sql", "predict_batch_udf", "classic", "recipe", "row")
-# The JVM compiles its hot paths over the first thousand or so images it reads: after one
-# pass over 64 warm-up photos, path (2)'s JVM spent 4.9 CPU ms a photo in its first pass
-# over the 500 and 2.9 in its second.
-WARM_PASSES = 4
+# The JVM compiles its hot paths over the first thousand or so images it reads, and
+# Spark's planning, the metastore and the Parquet writer over the first dozen or so
+# queries: about 0.5 CPU s of compiling per query, or 1 ms a photo over the 500 photos,
+# still at the fifth query and half that by the fifteenth. With 4 passes, path (2) ran
+# the photos about 3.5% slower than with 12; the classic shape (4s), which plans no SQL,
+# ran the same.
+WARM_PASSES = 12
 
 
 def _session(conf: dict):
