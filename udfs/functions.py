@@ -133,6 +133,13 @@ def _idle_priority() -> None:
         pass  # not Linux: the thread keeps the normal priority
 
 
+# One decode thread per Python worker, for all its tasks: a thread per task, not waited
+# for at the task's end, left a new thread (and with it a new malloc arena) to each next
+# task, and a worker's memory grew over a long query (tests/test_cluster.py).
+_decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mxsql-decode",
+                              initializer=_idle_priority)
+
+
 def _prepared_batches(settings: Settings, batches: Iterable, top: bool) -> Iterator[_Prepared]:
     """Decoded batches; with prefetch, the next one is decoded ahead while the caller runs
     the network on this one.
@@ -147,12 +154,10 @@ def _prepared_batches(settings: Settings, batches: Iterable, top: bool) -> Itera
             yield _Batch(settings, batch, top).prepare()
         return
     ahead: List[_Batch] = []  # handed to the thread, not yet claimed
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mxsql-decode",
-                              initializer=_idle_priority)
     try:
         for batch in batches:
             ahead.append(_Batch(settings, batch, top))
-            pool.submit(ahead[-1].decode_ahead)
+            _decoder.submit(ahead[-1].decode_ahead)
             if len(ahead) == 2:
                 yield ahead.pop(0).prepare()
         if ahead:
@@ -160,7 +165,6 @@ def _prepared_batches(settings: Settings, batches: Iterable, top: bool) -> Itera
     finally:
         for batch in ahead:
             batch.claimed = True  # a stopped query: the thread stops at its next row
-        pool.shutdown(wait=False)  # nor does the task wait for the row it is on
 
 
 def _scored(settings: Settings, prepared: _Prepared):
