@@ -2,10 +2,11 @@
 
 Makes its workloads and the ResNet-18 checkpoint under ``--work`` (cached), measures
 paths (1) to (5) (with (4) both as the classic recipe was published and in its shape
-with mxsql's decode and network), and (1o) and (2o) with the ONNX Runtime engine, on both workloads in
-one run, the cold cost of a repeated LIMIT 10, worker memory at two sizes, decode
-prefetch on and off, and sweeps the settings that matter; then writes bench/RESULTS.md,
-bench/results.png and the raw JSON.
+with mxsql's decode and network), (1o) and (2o) with the ONNX Runtime engine, and (2),
+(3) and (4s) head to head in one driver, on both workloads in one run; then the cold
+cost of a repeated LIMIT 10, worker memory at two sizes, decode prefetch on and off, and
+sweeps the settings that matter; then writes bench/RESULTS.md, bench/results.png and
+the raw JSON.
 """
 
 import argparse
@@ -20,6 +21,9 @@ from bench import jdbc, report, runner, sweep, workloads
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 SPARK_PATHS = ("sql", "predict_batch_udf", "recipe", "classic", "row")
+# The paths that do the same work as (2), timed in turn in one driver (see
+# spark_paths.head_to_head): their separate runs differ by less than the noise.
+HEAD_TO_HEAD = ("sql", "predict_batch_udf", "classic")
 NAMES = {
     "limit": "(1) MXNet forward alone",
     "ceiling": "(1c) decode+forward, 1 process",
@@ -133,6 +137,11 @@ def run(args) -> dict:
             out[path] = runner.spark_path(env, path, workload, images, limit_queries=queries)
             _say(name, path, f"{out[path]['rate']:.1f} img/s")
         out.update(_onnx(env, workload, sizes[name], out["limit"], args.seconds))
+        images = min(sizes[name], args.head_to_head_images)
+        _say(name, "head to head:", ", ".join(HEAD_TO_HEAD), images, "images", args.rounds,
+             "rounds")
+        out["head_to_head"] = runner.head_to_head(env, HEAD_TO_HEAD, workload, images,
+                                                  args.rounds)
     _say("memory at", args.memory_small, "images")
     results["memory_small"] = runner.spark_path(env, "sql", sets["cifar"], args.memory_small)
     _say("prefetch off")
@@ -162,6 +171,9 @@ def main(argv=None) -> None:
     parser.add_argument("--memory-small", type=int, default=1000)
     parser.add_argument("--prefetch-images", type=int, default=300)
     parser.add_argument("--sweep-images", type=int, default=2000)
+    parser.add_argument("--head-to-head-images", type=int, default=2000,
+                        help="images a path runs a round over, head to head")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds head to head")
     parser.add_argument("--no-sweep", dest="sweep", action="store_false")
     parser.add_argument("--out", default=HERE, help="where RESULTS.md and results.png go")
     parser.add_argument("--from-json", help="only write the report from a saved results.json")
@@ -169,6 +181,7 @@ def main(argv=None) -> None:
     if args.quick:
         args.cifar, args.photos, args.seconds = 1000, 100, 8
         args.memory_small, args.prefetch_images, args.sweep_images = 200, 100, 500
+        args.head_to_head_images, args.rounds = 500, 3
     if args.from_json:
         with open(args.from_json) as f:
             results = json.load(f)

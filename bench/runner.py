@@ -9,7 +9,7 @@ from typing import Dict, List, Optional
 
 from bench.workloads import Workload
 
-__all__ = ["Env", "limit", "ceiling", "spark_path", "best"]
+__all__ = ["Env", "limit", "ceiling", "spark_path", "head_to_head", "best"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,21 +79,44 @@ def ceiling(env: Env, workload: Workload, images: int, threads: int) -> dict:
             "cpu_ms": 1000 * result["cpu_seconds"] / result["images"], **result}
 
 
-def spark_path(env: Env, path: str, workload: Workload, images: int,
-               conf: Optional[Dict[str, str]] = None, limit_queries: int = 0) -> dict:
-    """Paths (2) to (5) over the first ``images`` images, in a fresh driver process."""
-    log = env.log_path(f"{workload.name}-{path}")
-    cmd = [sys.executable, "-m", "bench.spark_paths", "--path", path, "--prefix", env.prefix,
+def _spark_paths(env: Env, paths: List[str], workload: Workload, images: int,
+                 conf: Optional[Dict[str, str]], extra: List[str]) -> dict:
+    """Run ``bench.spark_paths`` over the first ``images`` images, in a fresh driver."""
+    log = env.log_path(f"{workload.name}-{'-'.join(paths)}")
+    cmd = [sys.executable, "-m", "bench.spark_paths", "--path", *paths, "--prefix", env.prefix,
            "--folders", *workload.folders(images), "--warm", workload.warm,
-           "--ext", workload.ext, "--log", log, "--limit-queries", str(limit_queries)]
+           "--ext", workload.ext, "--log", log, *extra]
     for key, value in (conf or {}).items():
         cmd += ["--conf", f"{key}={value}"]
     out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env.environ(),
                          check=False).stdout
-    result = _json(out, f"bench.spark_paths --path {path}", log)
+    result = _json(out, f"bench.spark_paths --path {' '.join(paths)}", log)
+    result["log"] = log
+    return result
+
+
+def _rates(result: dict) -> dict:
+    """``result`` with its img/s and CPU ms per image."""
     result["rate"] = result["images"] / result["seconds"]
     result["cpu_ms"] = 1000 * result["cpu_seconds"] / result["images"]
-    result["log"] = log
+    return result
+
+
+def spark_path(env: Env, path: str, workload: Workload, images: int,
+               conf: Optional[Dict[str, str]] = None, limit_queries: int = 0) -> dict:
+    """Paths (2) to (5) over the first ``images`` images, in a fresh driver process."""
+    return _rates(_spark_paths(env, [path], workload, images, conf,
+                               ["--limit-queries", str(limit_queries)]))
+
+
+def head_to_head(env: Env, paths: List[str], workload: Workload, images: int,
+                 rounds: int) -> dict:
+    """``paths`` timed in turn in one fresh driver, ``rounds`` times: each round maps a
+    path to its img/s and CPU ms per image."""
+    result = _spark_paths(env, paths, workload, images, None, ["--rounds", str(rounds)])
+    for timed in result["rounds"]:
+        for path, measured in timed.items():
+            timed[path] = _rates({"images": result["images"], **measured})
     return result
 
 

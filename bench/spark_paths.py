@@ -4,6 +4,8 @@ Run as ``python -m bench.spark_paths --path sql ...``: a fresh driver, JVM and s
 Python workers for every measurement, so that no path inherits another's loaded model
 or memory. The process sends its stderr (and so the JVM's and the workers') to
 ``--log``, from which model loads are counted. Prints one JSON object on stdout.
+With ``--path sql predict_batch_udf ... --rounds N``, the paths run head to head in one
+driver instead, timed in turn (``head_to_head``).
 
 Every path first runs ``WARM_PASSES`` times over a small warm-up folder (the workers
 start and load their model, the JVM compiles its hot paths), then is timed over the
@@ -106,70 +108,116 @@ def _limit_queries(spark, model: str, repeats: int) -> list:
     return times
 
 
-def measure(args) -> dict:
-    from mxsql.udfs.config import parse_settings
-
-    from bench.monitor import RssSampler, count_loads
-
+def _conf(args) -> dict:
     conf = dict(kv.split("=", 1) for kv in args.conf)
     conf.update({
         "spark.mxsql.model.resnet18.uri": args.prefix,
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
     })
-    with RssSampler() as sampler:
-        spark = _session(conf)
-        settings = parse_settings({k: v for k, v in spark.conf.getAll.items()
-                                   if k.startswith("spark.mxsql.")})
-        spec = settings.model("resnet18")
-        batch_size = settings.batch_size
-        files = _files(args.folders, args.ext)
-        images = len(files)
-        _images_view(spark, "images", args.folders, args.ext)
-        _images_view(spark, "warm_images", [args.warm], args.ext)
-        if args.path == "recipe":
-            spark_partitions = -(-images // batch_size)  # one partition a batch
-        else:
-            source = _classic_rdd(spark, args.folders, args.ext) if args.path == "classic" \
-                else spark.table("images").rdd
-            spark_partitions = source.getNumPartitions()
-        if args.path == "sql":
-            warm = partial(_run_sql, spark, "warm_images", "bench_warm", "resnet18")
-            timed = partial(_run_sql, spark, "images", "bench_sql", "resnet18")
-        elif args.path == "recipe":
-            from bench.classic import run_published
+    return conf
 
-            warm = partial(run_published, spark, spec, batch_size, _files([args.warm], args.ext))
-            timed = partial(run_published, spark, spec, batch_size, files)
-        elif args.path == "classic":
-            run = _classic_runner(spark, spec, batch_size, args.ext)
-            warm, timed = partial(run, [args.warm]), partial(run, args.folders)
-        else:
-            run = _udf_runner(spark, args.path, spec, batch_size)
-            warm = partial(run, "warm_images", "bench_warm")
-            timed = partial(run, "images", f"bench_{args.path}")
+
+def _runs(spark, path: str, args):
+    """(warm, timed, partitions): ``path``'s pass over the warm-up folder, its pass over
+    the measured folders, and how many Spark partitions the latter has."""
+    from mxsql.udfs.config import parse_settings
+
+    settings = parse_settings({k: v for k, v in spark.conf.getAll.items()
+                               if k.startswith("spark.mxsql.")})
+    spec = settings.model("resnet18")
+    batch_size = settings.batch_size
+    files = _files(args.folders, args.ext)
+    if path == "recipe":
+        partitions = -(-len(files) // batch_size)  # one partition a batch
+    else:
+        source = _classic_rdd(spark, args.folders, args.ext) if path == "classic" \
+            else spark.table("images").rdd
+        partitions = source.getNumPartitions()
+    if path == "sql":
+        warm = partial(_run_sql, spark, "warm_images", "bench_warm", "resnet18")
+        timed = partial(_run_sql, spark, "images", "bench_sql", "resnet18")
+    elif path == "recipe":
+        from bench.classic import run_published
+
+        warm = partial(run_published, spark, spec, batch_size, _files([args.warm], args.ext))
+        timed = partial(run_published, spark, spec, batch_size, files)
+    elif path == "classic":
+        run = _classic_runner(spark, spec, batch_size, args.ext)
+        warm, timed = partial(run, [args.warm]), partial(run, args.folders)
+    else:
+        run = _udf_runner(spark, path, spec, batch_size)
+        warm = partial(run, "warm_images", f"bench_warm_{path}")
+        timed = partial(run, "images", f"bench_{path}")
+    return warm, timed, partitions
+
+
+def _start(args):
+    spark = _session(_conf(args))
+    _images_view(spark, "images", args.folders, args.ext)
+    _images_view(spark, "warm_images", [args.warm], args.ext)
+    return spark
+
+
+def _timed(sampler, run) -> dict:
+    """Seconds and CPU seconds (all processes, and Python workers alone) of one ``run()``."""
+    threading.Event().wait(3 * sampler.interval)
+    cpu, cpu_py = sampler.cpu_seconds(), sampler.cpu_seconds(python_only=True)
+    started = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - started
+    threading.Event().wait(3 * sampler.interval)
+    return {"seconds": seconds, "cpu_seconds": sampler.cpu_seconds() - cpu,
+            "python_cpu_seconds": sampler.cpu_seconds(python_only=True) - cpu_py}
+
+
+def measure(args) -> dict:
+    """One path in this fresh driver: warmed up, then timed once."""
+    from bench.monitor import RssSampler, count_loads
+
+    (path,) = args.path
+    with RssSampler() as sampler:
+        spark = _start(args)
+        warm, timed, partitions = _runs(spark, path, args)
         for _ in range(WARM_PASSES):
             warm()
-        threading.Event().wait(3 * sampler.interval)
-        cpu, cpu_py = sampler.cpu_seconds(), sampler.cpu_seconds(python_only=True)
-        started = time.perf_counter()
-        timed()
-        seconds = time.perf_counter() - started
-        threading.Event().wait(3 * sampler.interval)
-        cpu = sampler.cpu_seconds() - cpu
-        cpu_py = sampler.cpu_seconds(python_only=True) - cpu_py
+        result = _timed(sampler, timed)
         loads = count_loads(_read(args.log))
         limit_times = _limit_queries(spark, "resnet18", args.limit_queries) \
             if args.limit_queries else []
         spark.stop()
     return {
-        "path": args.path, "images": images, "seconds": seconds,
+        "path": path, "images": len(_files(args.folders, args.ext)), **result,
         "loads": sum(loads.values()), "workers": len(loads),
         "peak_rss_mb": sampler.peak_mb, "limit_seconds": limit_times,
         "limit_loads": sum(count_loads(_read(args.log)).values()) - sum(loads.values()),
-        "batch_size": batch_size, "cpu_seconds": cpu, "python_cpu_seconds": cpu_py,
-        "partitions": spark_partitions,
+        "partitions": partitions,
     }
+
+
+def head_to_head(args) -> dict:
+    """Several paths in this one driver, warmed up together, then timed in turn for
+    ``args.rounds`` rounds, the order reversed every other round.
+
+    Paths timed side by side in one session meet the same JVM, the same workers and,
+    within seconds, the same load from other jobs on the machine, so the ratio of two
+    paths in one round is steadier than the ratio of two fresh drivers run minutes apart.
+    """
+    from bench.monitor import RssSampler
+
+    with RssSampler() as sampler:
+        spark = _start(args)
+        runs = {path: _runs(spark, path, args) for path in args.path}
+        for _ in range(WARM_PASSES):
+            for warm, _, _ in runs.values():
+                warm()
+        rounds = []
+        for i in range(args.rounds):
+            order = args.path if i % 2 == 0 else args.path[::-1]
+            rounds.append({path: _timed(sampler, runs[path][1]) for path in order})
+        spark.stop()
+    return {"paths": args.path, "images": len(_files(args.folders, args.ext)),
+            "rounds": rounds}
 
 
 def _read(path: str) -> str:
@@ -179,7 +227,8 @@ def _read(path: str) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--path", choices=PATHS, required=True)
+    parser.add_argument("--path", choices=PATHS, nargs="+", required=True,
+                        help="one path; several with --rounds")
     parser.add_argument("--prefix", required=True, help="ResNet-18 checkpoint prefix")
     parser.add_argument("--folders", nargs="+", required=True)
     parser.add_argument("--warm", required=True)
@@ -187,13 +236,17 @@ def main(argv=None) -> None:
     parser.add_argument("--log", required=True)
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--limit-queries", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="time the paths in turn in this one driver, this many rounds")
     args = parser.parse_args(argv)
+    if len(args.path) > 1 and not args.rounds:
+        parser.error("several paths need --rounds")
     out = os.dup(1)
     log = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
     os.dup2(log, 2)  # the JVM and the Python workers inherit this stderr
     os.dup2(log, 1)  # keep stdout for the result alone
     sys.stdout = sys.stderr
-    result = measure(args)
+    result = head_to_head(args) if args.rounds else measure(args)
     os.write(out, (json.dumps(result) + "\n").encode())
 
 
