@@ -138,10 +138,11 @@ def run(args) -> dict:
             _say(name, path, f"{out[path]['rate']:.1f} img/s")
         out.update(_onnx(env, workload, sizes[name], out["limit"], args.seconds))
         images = min(sizes[name], args.head_to_head_images)
-        _say(name, "head to head:", ", ".join(HEAD_TO_HEAD), images, "images", args.rounds,
-             "rounds")
-        out["head_to_head"] = runner.head_to_head(env, HEAD_TO_HEAD, workload, images,
-                                                  args.rounds)
+        _say(name, "head to head:", ", ".join(HEAD_TO_HEAD),
+             "and (1c)" if "ceiling" in out else "", images, "images", args.rounds, "rounds")
+        out["head_to_head"] = runner.head_to_head(
+            env, HEAD_TO_HEAD, workload, images, args.rounds,
+            ceiling_threads=nproc if "ceiling" in out else 0)
     _say("memory at", args.memory_small, "images")
     results["memory_small"] = runner.spark_path(env, "sql", sets["cifar"], args.memory_small)
     _say("prefetch off")

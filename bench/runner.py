@@ -63,15 +63,25 @@ def limit(env: Env, processes: int, threads: int, seconds: float, *, onnx: bool 
     return {"processes": processes, "threads": threads, "rate": rate, "cpu_ms": cpu_ms}
 
 
-def ceiling(env: Env, workload: Workload, images: int, threads: int) -> dict:
-    """Decode + forward in one process on ``threads`` OMP threads."""
+def _listing(env: Env, workload: Workload, images: int) -> str:
+    """A file listing the first ``images`` images, for (1c)."""
     files = sorted(os.path.join(f, n) for f in workload.folders(images)
                    for n in os.listdir(f) if n.endswith("." + workload.ext))[:images]
     listing = os.path.join(env.work, f"{workload.name}-files.txt")
     with open(listing, "w") as f:
         f.write("\n".join(files))
-    cmd = [sys.executable, "-m", "bench.limit", "--prefix", env.prefix,
-           "--batch", str(env.batch), "--files", listing]
+    return listing
+
+
+def ceiling_command(prefix: str, batch: int, listing: str) -> List[str]:
+    """The command of (1c): decode + forward of the listed files in one process."""
+    return [sys.executable, "-m", "bench.limit", "--prefix", prefix, "--batch", str(batch),
+            "--files", listing]
+
+
+def ceiling(env: Env, workload: Workload, images: int, threads: int) -> dict:
+    """Decode + forward in one process on ``threads`` OMP threads."""
+    cmd = ceiling_command(env.prefix, env.batch, _listing(env, workload, images))
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                          env=env.environ(OMP_NUM_THREADS=str(threads)), check=False).stdout
     result = _json(out, "bench.limit --files")
@@ -110,10 +120,15 @@ def spark_path(env: Env, path: str, workload: Workload, images: int,
 
 
 def head_to_head(env: Env, paths: List[str], workload: Workload, images: int,
-                 rounds: int) -> dict:
-    """``paths`` timed in turn in one fresh driver, ``rounds`` times: each round maps a
-    path to its img/s and CPU ms per image."""
-    result = _spark_paths(env, paths, workload, images, None, ["--rounds", str(rounds)])
+                 rounds: int, ceiling_threads: int = 0) -> dict:
+    """``paths`` timed in turn in one fresh driver, ``rounds`` times, with (1c) on
+    ``ceiling_threads`` OMP threads after them when that is not 0: each round maps a path
+    (or "ceiling") to its img/s and CPU ms per image."""
+    extra = ["--rounds", str(rounds)]
+    if ceiling_threads:
+        extra += ["--ceiling-files", _listing(env, workload, images),
+                  "--ceiling-threads", str(ceiling_threads)]
+    result = _spark_paths(env, paths, workload, images, None, extra)
     for timed in result["rounds"]:
         for path, measured in timed.items():
             timed[path] = _rates({"images": result["images"], **measured})

@@ -16,6 +16,7 @@ measured folders; the cold cost is measured on its own by ``--limit-queries``
 import argparse
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -118,13 +119,17 @@ def _conf(args) -> dict:
     return conf
 
 
+def _settings(spark):
+    from mxsql.udfs.config import parse_settings
+
+    return parse_settings({k: v for k, v in spark.conf.getAll.items()
+                           if k.startswith("spark.mxsql.")})
+
+
 def _runs(spark, path: str, args):
     """(warm, timed, partitions): ``path``'s pass over the warm-up folder, its pass over
     the measured folders, and how many Spark partitions the latter has."""
-    from mxsql.udfs.config import parse_settings
-
-    settings = parse_settings({k: v for k, v in spark.conf.getAll.items()
-                               if k.startswith("spark.mxsql.")})
+    settings = _settings(spark)
     spec = settings.model("resnet18")
     batch_size = settings.batch_size
     files = _files(args.folders, args.ext)
@@ -195,9 +200,21 @@ def measure(args) -> dict:
     }
 
 
+def _ceiling(args, batch_size: int) -> dict:
+    """One run of (1c), decode + forward with no Spark, while this driver waits."""
+    from bench.runner import ceiling_command
+
+    cmd = ceiling_command(args.prefix, batch_size, args.ceiling_files)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.ceiling_threads)}
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=True).stdout
+    result = json.loads(out.splitlines()[-1])
+    return {"seconds": result["seconds"], "cpu_seconds": result["cpu_seconds"]}
+
+
 def head_to_head(args) -> dict:
     """Several paths in this one driver, warmed up together, then timed in turn for
-    ``args.rounds`` rounds, the order reversed every other round.
+    ``args.rounds`` rounds, the order reversed every other round; with
+    ``--ceiling-files``, (1c) runs after them in every round.
 
     Paths timed side by side in one session meet the same JVM, the same workers and,
     within seconds, the same load from other jobs on the machine, so the ratio of two
@@ -208,13 +225,17 @@ def head_to_head(args) -> dict:
     with RssSampler() as sampler:
         spark = _start(args)
         runs = {path: _runs(spark, path, args) for path in args.path}
+        batch_size = _settings(spark).batch_size
         for _ in range(WARM_PASSES):
             for warm, _, _ in runs.values():
                 warm()
         rounds = []
         for i in range(args.rounds):
             order = args.path if i % 2 == 0 else args.path[::-1]
-            rounds.append({path: _timed(sampler, runs[path][1]) for path in order})
+            timed = {path: _timed(sampler, runs[path][1]) for path in order}
+            if args.ceiling_files:
+                timed["ceiling"] = _ceiling(args, batch_size)
+            rounds.append(timed)
         spark.stop()
     return {"paths": args.path, "images": len(_files(args.folders, args.ext)),
             "rounds": rounds}
@@ -238,6 +259,9 @@ def main(argv=None) -> None:
     parser.add_argument("--limit-queries", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=0,
                         help="time the paths in turn in this one driver, this many rounds")
+    parser.add_argument("--ceiling-files", help="with --rounds: also time (1c) over the "
+                                                "files this file lists, every round")
+    parser.add_argument("--ceiling-threads", type=int, default=os.cpu_count())
     args = parser.parse_args(argv)
     if len(args.path) > 1 and not args.rounds:
         parser.error("several paths need --rounds")
