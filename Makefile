@@ -18,6 +18,6 @@ test: .venv/.installed
 quick: .venv/.installed
 	$(PY) -m pytest -q -m "not slow"
 
-# The benchmark (~40 min on 2 cores): writes bench/RESULTS.md and bench/results.png.
+# The benchmark (~50 min on 2 cores): writes bench/RESULTS.md and bench/results.png.
 bench: .venv/.installed
 	$(PY) -m bench

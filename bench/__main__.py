@@ -1,4 +1,4 @@
-"""Run the benchmark: ``python -m bench`` (full, ~40 min on 2 cores) or ``--quick``.
+"""Run the benchmark: ``python -m bench`` (full, ~50 min on 2 cores) or ``--quick``.
 
 Makes its workloads and the ResNet-18 checkpoint under ``--work`` (cached), measures
 paths (1) to (5) (with (4) both as the classic recipe was published and in its shape
