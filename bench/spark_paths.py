@@ -119,17 +119,12 @@ def _conf(args) -> dict:
     return conf
 
 
-def _settings(spark):
-    from mxsql.udfs.config import parse_settings
-
-    return parse_settings({k: v for k, v in spark.conf.getAll.items()
-                           if k.startswith("spark.mxsql.")})
-
-
 def _runs(spark, path: str, args):
     """(warm, timed, partitions): ``path``'s pass over the warm-up folder, its pass over
     the measured folders, and how many Spark partitions the latter has."""
-    settings = _settings(spark)
+    from mxsql.registry.config import settings_from_session
+
+    settings = settings_from_session(spark)
     spec = settings.model("resnet18")
     batch_size = settings.batch_size
     files = _files(args.folders, args.ext)
@@ -220,12 +215,14 @@ def head_to_head(args) -> dict:
     within seconds, the same load from other jobs on the machine, so the ratio of two
     paths in one round is steadier than the ratio of two fresh drivers run minutes apart.
     """
+    from mxsql.registry.config import settings_from_session
+
     from bench.monitor import RssSampler
 
     with RssSampler() as sampler:
         spark = _start(args)
         runs = {path: _runs(spark, path, args) for path in args.path}
-        batch_size = _settings(spark).batch_size
+        batch_size = settings_from_session(spark).batch_size
         for _ in range(WARM_PASSES):
             for warm, _, _ in runs.values():
                 warm()

@@ -459,8 +459,7 @@ def test_eight_jdbc_clients_get_correct_results_while_one_disconnects_mid_query(
     def client(i):
         try:
             results[i] = [_sql(server, _CONCURRENT_QUERIES[(i + j) % len(_CONCURRENT_QUERIES)],
-                               user=f"client{i}")
-                          for j in range(len(_CONCURRENT_QUERIES))]
+                               user=f"client{i}") for j in range(len(_CONCURRENT_QUERIES))]
         except Exception as e:  # reported below, in the test's thread
             errors[i] = e
 
