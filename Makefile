@@ -1,7 +1,7 @@
 # The README's commands. Each installs what it needs first (.ci/setup).
 PY := .venv/bin/python
 
-.PHONY: demo test quick bench
+.PHONY: demo test quick bench docs
 
 .venv/.installed: setup.py .ci/setup
 	bash .ci/setup
@@ -21,3 +21,8 @@ quick: .venv/.installed
 # The benchmark (~50 min on 2 cores): writes bench/RESULTS.md and bench/results.png.
 bench: .venv/.installed
 	$(PY) -m bench
+
+# After a change to a key table (udfs/config.py, udfs/s3/options.py): rewrite the key tables
+# of README.md and the key block of spark-defaults.conf.
+docs: .venv/.installed
+	$(PY) -c "from mxsql.registry.config import write_documents; write_documents('.')"

@@ -13,28 +13,18 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 
 from bench import jdbc, report, runner, sweep, workloads
+from bench.spark_paths import WARM_PASSES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-SPARK_PATHS = ("sql", "predict_batch_udf", "recipe", "classic", "row")
 # The paths that do the same work as (2), timed in turn in one driver (see
 # spark_paths.head_to_head): their separate runs differ by less than the noise.
 HEAD_TO_HEAD = ("sql", "predict_batch_udf", "classic")
-NAMES = {
-    "limit": "(1) MXNet forward alone",
-    "ceiling": "(1c) decode+forward, 1 process",
-    "sql": "(2) SQL mx_classify -> Parquet",
-    "predict_batch_udf": "(3) predict_batch_udf",
-    "recipe": "(4) classic recipe as published",
-    "classic": "(4s) classic shape, mxsql's decode and network",
-    "row": "(5) row-at-a-time Python UDF",
-    "limit_onnx": "(1o) ONNX Runtime forward alone",
-    "sql_onnx": "(2o) SQL mx_classify, engine=onnxruntime",
-}
 
 
 def _machine() -> dict:
@@ -44,12 +34,22 @@ def _machine() -> dict:
             "load": os.getloadavg()}
 
 
+def _commit() -> str:
+    """The commit the run measures, marked when the working tree differs from it."""
+    def git(*args):
+        return subprocess.run(["git", "-C", HERE, *args], capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD")
+    return f"{head} with uncommitted changes" if head and git("status", "--porcelain") \
+        else head
+
+
 def _batch_size() -> int:
     from mxsql.registry.session import layered_conf
     from mxsql.udfs.config import parse_settings
 
-    conf = layered_conf()
-    return parse_settings({k: v for k, v in conf.items() if k.startswith("spark.mxsql.")}).batch_size
+    return parse_settings(layered_conf()).batch_size
 
 
 def _limit(env, nproc: int, seconds: float) -> dict:
@@ -68,7 +68,7 @@ def _onnx(env, workload, images: int, limit: dict, seconds: float) -> dict:
     _say(workload.name, "sql, engine=onnxruntime", images, "images")
     conf = {"spark.mxsql.model.resnet18.engine": "onnxruntime", "spark.mxsql.cacheDir": env.cache}
     sql = runner.spark_path(env, "sql", workload, images, conf)
-    _say(workload.name, "sql, engine=onnxruntime", f"{sql['rate']:.1f} img/s")
+    _say(workload.name, "sql, engine=onnxruntime", _outcome(sql))
     return {"limit_onnx": forward, "sql_onnx": sql}
 
 
@@ -76,11 +76,18 @@ def _say(*parts) -> None:
     print(time.strftime("%H:%M:%S"), *parts, file=sys.stderr, flush=True)
 
 
+def _outcome(result: dict) -> str:
+    """A measurement's img/s, or why there is none, for the progress lines."""
+    if runner.failed(result):
+        return f"FAILED: {result['error']} (see {result.get('log')})"
+    return f"{result['rate']:.1f} img/s"
+
+
 def _sweep(env, sets: dict, sizes: dict) -> list:
     """Path (2) at every sweep point; points equal to the shipped settings run once."""
     from mxsql.registry.session import layered_conf
 
-    shipped = layered_conf()
+    shipped = {**sweep.MXSQL_DEFAULTS, **layered_conf()}
     done, points = {}, []
     for workload, setting, shown, conf in sweep.POINTS:
         effective = (workload, tuple(sorted({**shipped, **conf}.items())))
@@ -89,10 +96,12 @@ def _sweep(env, sets: dict, sizes: dict) -> list:
             done[effective] = runner.spark_path(env, "sql", sets[workload], sizes[workload],
                                                 conf)
         point = done[effective]
+        measured = ({key: point[key] for key in ("error", "log", "stderr_tail") if key in point}
+                    if runner.failed(point) else
+                    {"images": point["images"], "rate": point["rate"], "cpu_ms": point["cpu_ms"],
+                     "rss": point["peak_rss_mb"], "partitions": point["partitions"]})
         points.append({"workload": workload, "setting": setting, "value": shown, "conf": conf,
-                       "images": point["images"], "rate": point["rate"],
-                       "cpu_ms": point["cpu_ms"], "rss": point["peak_rss_mb"],
-                       "partitions": point["partitions"],
+                       **measured,
                        "shipped": all(shipped.get(k) == v for k, v in conf.items())})
     return points
 
@@ -101,11 +110,14 @@ def _jdbc_limit(env, workload) -> dict:
     """DECISIONS 8 through mxsql-thriftserver; a failure is reported, not fatal."""
     conf = {"spark.mxsql.model.resnet18.uri": env.prefix, "spark.ui.enabled": "false"}
     server_env = env.environ(MXSQL_HOME=os.path.join(env.work, "home-jdbc"))
+    log = env.log_path("jdbc")
     try:
         times = jdbc.limit_queries(server_env, conf, workload.shards[0], workload.warm,
-                                   workload.ext, env.log_path("jdbc"))
+                                   workload.ext, log)
     except Exception as e:  # the rest of the run still counts
-        return {"error": f"{type(e).__name__}: {e}"}
+        first_line = str(e).partition("\n")[0]  # the server's log tail follows in stderr_tail
+        return {"error": f"{type(e).__name__}: {first_line}", "log": log,
+                "stderr_tail": runner.stderr_tail(log)}
     return {"seconds": times}
 
 
@@ -122,7 +134,8 @@ def run(args) -> dict:
     row_sizes = {"cifar": min(args.cifar, workloads.CIFAR_SHARD),
                  "photos": min(args.photos, workloads.PHOTO_SHARD)}
     results = {"machine": _machine(), "command": " ".join(["python -m bench"] + sys.argv[1:]),
-               "batch_size": env.batch, "workloads": {}, "started": time.strftime("%Y-%m-%d %H:%M")}
+               "batch_size": env.batch, "warm_passes": WARM_PASSES, "commit": _commit(),
+               "workloads": {}, "started": time.strftime("%Y-%m-%d %H:%M")}
     for name, workload in sets.items():
         out = results["workloads"][name] = {}
         _say(name, "limit")
@@ -130,12 +143,12 @@ def run(args) -> dict:
         if name == "photos":
             _say(name, "ceiling")
             out["ceiling"] = runner.ceiling(env, workload, sizes[name], nproc)
-        for path in SPARK_PATHS:
+        for path in report.SPARK_PATHS:
             images = row_sizes[name] if path == "row" else sizes[name]
             _say(name, path, images, "images")
             queries = 4 if (path == "sql" and name == "cifar") else 0
             out[path] = runner.spark_path(env, path, workload, images, limit_queries=queries)
-            _say(name, path, f"{out[path]['rate']:.1f} img/s")
+            _say(name, path, _outcome(out[path]))
         out.update(_onnx(env, workload, sizes[name], out["limit"], args.seconds))
         images = min(sizes[name], args.head_to_head_images)
         _say(name, "head to head:", ", ".join(HEAD_TO_HEAD),
@@ -190,58 +203,13 @@ def main(argv=None) -> None:
         results = run(args)
         with open(os.path.join(os.path.abspath(args.work), "results.json"), "w") as f:
             json.dump(results, f, indent=1)
-    rows = table_rows(results)
+    rows = report.table_rows(results)
     print(report.markdown_table(rows))
     report.bar_chart(rows, os.path.join(args.out, "results.png"),
                      f"ResNet-18 images/s on {results['machine']['nproc']} cores "
                      f"({results['machine']['cpu']})")
     with open(os.path.join(args.out, "RESULTS.md"), "w") as f:
         f.write(report.results_markdown(results, rows))
-
-
-def table_rows(results: dict) -> list:
-    rows = []
-    for name, out in results["workloads"].items():
-        limit, limit_cpu = out["limit"]["rate"], out["limit"]["cpu_ms"]
-        rows.append({"workload": name, "path": NAMES["limit"], "rate": limit, "ratio": 1.0,
-                     "cpu_ms": limit_cpu, "cpu_ratio": 1.0,
-                     "note": f"{out['limit']['processes']} process(es) x "
-                             f"{out['limit']['threads']} OMP threads"})
-        if "ceiling" in out:
-            c = out["ceiling"]
-            rows.append({"workload": name, "path": NAMES["ceiling"], "images": c["images"],
-                         "rate": c["rate"], "ratio": c["rate"] / limit, "cpu_ms": c["cpu_ms"],
-                         "cpu_ratio": limit_cpu / c["cpu_ms"],
-                         "note": f"{c['threads']} OMP threads, decode overlapped"})
-        for path in SPARK_PATHS:
-            r = out[path]
-            note = [f"{r['partitions']} partitions"]
-            if path == "row" and r["images"] < out["sql"]["images"]:
-                note.append(f"measured on the first {r['images']} images")
-            if "ceiling" in out and path == "sql":
-                note.append(f"{r['rate'] / out['ceiling']['rate']:.2f}x (1c)")
-            rows.append({"workload": name, "path": NAMES[path], "images": r["images"],
-                         "rate": r["rate"], "ratio": r["rate"] / limit, "cpu_ms": r["cpu_ms"],
-                         "cpu_ratio": limit_cpu / r["cpu_ms"], "loads": r["loads"],
-                         "workers": r["workers"], "rss": r["peak_rss_mb"],
-                         "note": "; ".join(note)})
-        if "limit_onnx" in out:
-            rows += _onnx_rows(name, out, limit, limit_cpu)
-    return rows
-
-
-def _onnx_rows(name: str, out: dict, limit: float, limit_cpu: float) -> list:
-    """Rows (1o) and (2o), with their ratios to (1) like every row, and (2o) to (1o)."""
-    o, r = out["limit_onnx"], out["sql_onnx"]
-    return [
-        {"workload": name, "path": NAMES["limit_onnx"], "rate": o["rate"],
-         "ratio": o["rate"] / limit, "cpu_ms": o["cpu_ms"], "cpu_ratio": limit_cpu / o["cpu_ms"],
-         "note": f"{o['processes']} process(es) x {o['threads']} threads, as (1)"},
-        {"workload": name, "path": NAMES["sql_onnx"], "images": r["images"], "rate": r["rate"],
-         "ratio": r["rate"] / limit, "cpu_ms": r["cpu_ms"], "cpu_ratio": limit_cpu / r["cpu_ms"],
-         "loads": r["loads"], "workers": r["workers"], "rss": r["peak_rss_mb"],
-         "note": f"{r['partitions']} partitions; {r['rate'] / o['rate']:.2f}x (1o)"},
-    ]
 
 
 if __name__ == "__main__":

@@ -6,25 +6,17 @@ feeds the model. Each keeps its own singleton model per Python worker (not mxsql
 cache, so no path profits from another's load) and logs its load the way mxsql does.
 """
 
-import logging
 import os
-import sys
 import threading
 import time
 from typing import Dict, Iterable, Iterator, Tuple
 
 import numpy as np
 
-from mxsql.udfs import images
+from mxsql.udfs import images, logs
 from mxsql.udfs.config import ModelSpec
 
-_log = logging.getLogger("mxsql.bench")
-if not _log.handlers:
-    _handler = logging.StreamHandler(sys.stderr)
-    _handler.setFormatter(logging.Formatter("%(asctime)s INFO mxsql.bench: %(message)s"))
-    _log.addHandler(_handler)
-    _log.setLevel(logging.INFO)
-    _log.propagate = False
+_log = logs.logger("mxsql.bench")
 
 _models: Dict[Tuple[str, ModelSpec], object] = {}
 _lock = threading.Lock()
@@ -32,8 +24,8 @@ _lock = threading.Lock()
 
 def log_load(spec: ModelSpec, started: float) -> None:
     """Log a model load the way mxsql's workers do, so the benchmark can count it."""
-    _log.info("loaded model '%s' from %s in %.2f s (pid %d)",
-              spec.name, spec.uri, time.monotonic() - started, os.getpid())
+    _log.info("%s", logs.loaded_model_line(spec.name, spec.uri, time.monotonic() - started,
+                                           os.getpid()))
 
 
 def _model(path: str, spec: ModelSpec):

@@ -4,32 +4,12 @@ Starts the server as a child process on 127.0.0.1 (port 0: it reports the one it
 runs the queries with PyHive, then stops the server and anything left in its group.
 """
 
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
 from typing import Dict, List
 
+from mxsql.registry.serverprocess import ThriftServerProcess
+
 __all__ = ["limit_queries"]
-
-_LISTENING = re.compile(r"mxsql-thriftserver: listening on ([0-9.]+):(\d+)")
-
-
-def _wait_listening(log_path: str, process: subprocess.Popen, deadline: float):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        with open(log_path, encoding="utf-8", errors="replace") as f:
-            found = _LISTENING.search(f.read())
-        if found:
-            return found.group(1), int(found.group(2))
-        if process.poll() is not None:
-            raise RuntimeError(f"mxsql-thriftserver exited with {process.returncode}; "
-                               f"see {log_path}")
-        time.sleep(0.2)
-    raise TimeoutError(f"mxsql-thriftserver not listening within {deadline:.0f} s; "
-                       f"see {log_path}")
 
 
 def limit_queries(env: Dict[str, str], conf: Dict[str, str], folder: str, warm: str,
@@ -37,16 +17,12 @@ def limit_queries(env: Dict[str, str], conf: Dict[str, str], folder: str, warm: 
     """Seconds for each of ``repeats`` LIMIT 10 queries, after a full warm-up query."""
     from pyhive import hive
 
-    server = os.path.join(os.path.dirname(sys.executable), "mxsql-thriftserver")
-    args = [server, "--host", "127.0.0.1", "--port", "0"]
+    args = ["--host", "127.0.0.1", "--port", "0"]
     for key, value in conf.items():
         args += ["--conf", f"{key}={value}"]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                   env=env, start_new_session=True)
-    try:
-        host, port = _wait_listening(log_path, process, deadline=180)
-        connection = hive.connect(host=host, port=port, auth="NONE", username="bench")
+    with ThriftServerProcess(args, log_path=log_path, env=env, deadline=180) as server:
+        connection = hive.connect(host=server.host, port=server.port, auth="NONE",
+                                  username="bench")
         cursor = connection.cursor()
         for view, path in (("images", folder), ("warm_images", warm)):
             cursor.execute(f"CREATE OR REPLACE TEMPORARY VIEW {view} USING binaryFile "
@@ -62,14 +38,3 @@ def limit_queries(env: Dict[str, str], conf: Dict[str, str], folder: str, warm: 
             times.append(time.perf_counter() - started)
         connection.close()
         return times
-    finally:
-        process.terminate()  # the server stops its session and JVM itself
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # whatever it left behind
-        except ProcessLookupError:
-            pass

@@ -1,16 +1,15 @@
 """What the benchmark watches in the Python workers: peak memory and model loads."""
 
 import os
-import re
 import threading
 from collections import Counter
 from typing import Dict
 
 import psutil
 
-__all__ = ["RssSampler", "count_loads"]
+from mxsql.udfs.logs import parse_loaded_models
 
-_LOADED = re.compile(r"loaded model '([^']+)' from \S+ in ([\d.]+) s \(pid (\d+)\)")
+__all__ = ["RssSampler", "count_loads"]
 
 
 def _is_python_worker(proc: psutil.Process) -> bool:
@@ -70,4 +69,4 @@ class RssSampler:
 
 def count_loads(log_text: str) -> Counter:
     """Model loads per worker pid, from the workers' "loaded model" log lines."""
-    return Counter(int(m.group(3)) for m in _LOADED.finditer(log_text))
+    return Counter(load.pid for load in parse_loaded_models(log_text))

@@ -1,16 +1,90 @@
-"""The benchmark's table (Markdown) and bar chart (PNG, drawn with Pillow)."""
+"""The benchmark's report: bench/RESULTS.md (Markdown) and its bar chart (PNG, drawn with
+Pillow), both from a run's JSON alone.
+
+Every figure in them comes from that JSON, so that ``python -m bench --from-json FILE``
+renders the same report again. Figures measured apart from a run are in the hand-written
+bench/NOTES.md, with the commit that measured them.
+"""
 
 from statistics import median
-from typing import List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 from PIL import Image, ImageDraw, ImageFont
 
-from bench.spark_paths import WARM_PASSES
+__all__ = ["NAMES", "table_rows", "markdown_table", "bar_chart", "results_markdown"]
 
-__all__ = ["markdown_table", "bar_chart", "results_markdown"]
+# The row title of each measurement.
+NAMES = {
+    "limit": "(1) MXNet forward alone",
+    "ceiling": "(1c) decode+forward, 1 process",
+    "sql": "(2) SQL mx_classify -> Parquet",
+    "predict_batch_udf": "(3) predict_batch_udf",
+    "recipe": "(4) classic recipe as published",
+    "classic": "(4s) classic shape, mxsql's decode and network",
+    "row": "(5) row-at-a-time Python UDF",
+    "limit_onnx": "(1o) ONNX Runtime forward alone",
+    "sql_onnx": "(2o) SQL mx_classify, engine=onnxruntime",
+}
+SPARK_PATHS = ("sql", "predict_batch_udf", "recipe", "classic", "row")
 
 # A row is a dict: workload, path, images, rate (img/s), ratio to (1), cpu_ms (CPU
 # milliseconds per image, all processes of the path), loads, workers, rss (MiB), note.
+
+
+def _failed(result: Optional[dict]) -> bool:
+    """Whether a measurement is missing or failed (bench.runner records ``error``)."""
+    return result is None or "error" in result
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    return None if a is None or not b else a / b
+
+
+def table_rows(results: dict) -> List[dict]:
+    """The rows of the main table, a failed measurement as a row without figures."""
+    rows = []
+    for name, out in results["workloads"].items():
+        limit = out["limit"]
+        rate1 = None if _failed(limit) else limit["rate"]
+        cpu1 = None if _failed(limit) else limit["cpu_ms"]
+
+        def row(key: str, note: str = "", images=None) -> dict:
+            r = out[key]
+            if _failed(r):
+                return {"workload": name, "path": NAMES[key], "images": images, "rate": None,
+                        "note": "**failed**: see Failed measurements"}
+            return {"workload": name, "path": NAMES[key], "images": images,
+                    "rate": r["rate"], "ratio": _ratio(r["rate"], rate1),
+                    "cpu_ms": r["cpu_ms"], "cpu_ratio": _ratio(cpu1, r["cpu_ms"]),
+                    "loads": r.get("loads"), "workers": r.get("workers"),
+                    "rss": r.get("peak_rss_mb"), "note": note}
+
+        rows.append(row("limit", f"{limit['processes']} process(es) x {limit['threads']} "
+                                 "OMP threads"))
+        if "ceiling" in out:
+            c = out["ceiling"]
+            rows.append(row("ceiling", f"{c['threads']} OMP threads, decode overlapped",
+                            c.get("images")))
+        for path in SPARK_PATHS:
+            r = out[path]
+            note = []
+            if not _failed(r):
+                note.append(f"{r['partitions']} partitions")
+                if path == "row" and not _failed(out["sql"]) \
+                        and r["images"] < out["sql"]["images"]:
+                    note.append(f"measured on the first {r['images']} images")
+                if path == "sql" and not _failed(out.get("ceiling")):
+                    note.append(f"{r['rate'] / out['ceiling']['rate']:.2f}x (1c)")
+            rows.append(row(path, "; ".join(note), r.get("images")))
+        if "limit_onnx" in out:
+            o, r = out["limit_onnx"], out["sql_onnx"]
+            rows.append(row("limit_onnx", f"{o['processes']} process(es) x {o['threads']} "
+                                          "threads, as (1)"))
+            note = "" if _failed(r) else f"{r['partitions']} partitions"
+            if not _failed(r) and not _failed(o):
+                note += f"; {r['rate'] / o['rate']:.2f}x (1o)"
+            rows.append(row("sql_onnx", note, r.get("images")))
+    return rows
 
 
 def _fmt(value: Optional[float], spec: str) -> str:
@@ -26,16 +100,17 @@ def markdown_table(rows: List[dict]) -> str:
     for r in rows:
         loads = "" if r.get("loads") is None else f"{r['loads']} / {r['workers']}"
         lines.append(
-            f"| {r['workload']} | {r['path']} | {r.get('images') or ''} | {_fmt(r['rate'], '.1f')} "
-            f"| {_fmt(r.get('ratio'), '.2f')} | {_fmt(r.get('cpu_ms'), '.1f')} "
-            f"| {_fmt(r.get('cpu_ratio'), '.2f')} | {loads} | {_fmt(r.get('rss'), '.0f')} "
-            f"| {r.get('note', '')} |"
+            f"| {r['workload']} | {r['path']} | {r.get('images') or ''} "
+            f"| {_fmt(r['rate'], '.1f')} | {_fmt(r.get('ratio'), '.2f')} "
+            f"| {_fmt(r.get('cpu_ms'), '.1f')} | {_fmt(r.get('cpu_ratio'), '.2f')} | {loads} "
+            f"| {_fmt(r.get('rss'), '.0f')} | {r.get('note', '')} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def bar_chart(rows: List[dict], path: str, title: str) -> None:
     """Horizontal bars of img/s, one group per workload, each labelled with its ratio."""
+    rows = [r for r in rows if r["rate"] is not None]
     font = ImageFont.load_default(size=15)
     bold = ImageFont.load_default(size=18)
     bar_h, gap, left, right, top = 24, 8, 330, 300, 50
@@ -80,6 +155,12 @@ _LABELS = {"sql": "(2)", "limit": "(1)", "ceiling": "(1c)", "predict_batch_udf":
            "recipe": "(4)", "classic": "(4s)"}
 
 
+def _h2h(out: dict) -> Optional[dict]:
+    """The workload's head-to-head rounds, unless they failed."""
+    h2h = out.get("head_to_head")
+    return None if _failed(h2h) or not h2h.get("rounds") else h2h
+
+
 def _paired(h2h: dict, base: str) -> dict:
     """(2)'s ratio to ``base`` round by round head to head: img/s and by CPU."""
     wall = [r["sql"]["rate"] / r[base]["rate"] for r in h2h["rounds"]]
@@ -96,12 +177,21 @@ def _targets(results: dict) -> List[str]:
     lines = []
 
     def line(name, out, base, want, source, issue_want=None):
-        wall = out["sql"]["rate"] / out[base]["rate"]
-        cpu = out[base]["cpu_ms"] / out["sql"]["cpu_ms"]
+        h2h = _h2h(out)
+        paired = h2h is not None and base in h2h["rounds"][0]
+        apart_ok = not _failed(out["sql"]) and not _failed(out[base])
+        if not apart_ok and not paired:
+            crashed = " and ".join(_LABELS[k] for k in ("sql", base) if _failed(out[k]))
+            lines.append(f"- {name}: (2) against {_LABELS[base]}, target {want:.2f}x "
+                         f"({source}): not measured, {crashed} failed")
+            return
         how, apart = "", ""
-        h2h = out.get("head_to_head")
-        if h2h and base in h2h["rounds"][0]:
-            apart = f"; in separate drivers {wall:.2f}x (by CPU {cpu:.2f}x)"
+        if apart_ok:
+            wall = out["sql"]["rate"] / out[base]["rate"]
+            cpu = out[base]["cpu_ms"] / out["sql"]["cpu_ms"]
+        if paired:
+            apart = (f"; in separate drivers {wall:.2f}x (by CPU {cpu:.2f}x)" if apart_ok
+                     else "; in separate drivers: failed")
             p = _paired(h2h, base)
             wall, cpu = p["wall"], p["cpu"]
             how = (f" head to head, the median of {len(h2h['rounds'])} rounds "
@@ -127,11 +217,15 @@ def _targets(results: dict) -> List[str]:
         line(name, out, "classic", 1.0, "ours, stricter than DECISIONS 17: the classic shape "
                                           "with mxsql's own decode and network")
     small, big = results["memory_small"], results["workloads"]["cifar"]["sql"]
-    growth = big["peak_rss_mb"] / small["peak_rss_mb"] - 1
-    lines.append(f"- memory: peak RSS of a Python worker {small['peak_rss_mb']:.0f} MiB at "
-                 f"{small['images']} images, {big['peak_rss_mb']:.0f} MiB at {big['images']} "
-                 f"({growth:+.0%}), target flat (within {_FLAT:.0%}): "
-                 f"{_check(abs(growth) <= _FLAT)}")
+    if _failed(small) or _failed(big):
+        lines.append(f"- memory: target flat (within {_FLAT:.0%}): not measured, a "
+                     "measurement failed")
+    else:
+        growth = big["peak_rss_mb"] / small["peak_rss_mb"] - 1
+        lines.append(f"- memory: peak RSS of a Python worker {small['peak_rss_mb']:.0f} MiB at "
+                     f"{small['images']} images, {big['peak_rss_mb']:.0f} MiB at "
+                     f"{big['images']} ({growth:+.0%}), target flat (within {_FLAT:.0%}): "
+                     f"{_check(abs(growth) <= _FLAT)}")
     jdbc = results.get("jdbc_limit") or {}
     if "seconds" in jdbc:
         slowest = max(jdbc["seconds"])
@@ -140,16 +234,20 @@ def _targets(results: dict) -> List[str]:
     return lines
 
 
+def _warm_passes(results: dict) -> str:
+    passes = results.get("warm_passes")
+    return f"{passes} passes each" if passes else "the same passes"
+
+
 def _head_to_head(results: dict) -> List[str]:
     """The rounds of the paths timed in turn in one driver, a table per workload."""
-    runs = {name: out["head_to_head"] for name, out in results["workloads"].items()
-            if "head_to_head" in out}
+    runs = {name: _h2h(out) for name, out in results["workloads"].items() if _h2h(out)}
     if not runs:
         return []
     out = ["## Head to head in one driver", "",
            "(2), (3) and (4s) run the same decode and network code, so they differ by less "
            "than the noise between fresh drivers run minutes apart. Here they share one "
-           f"driver: warmed up together ({WARM_PASSES} passes each), then timed one after "
+           f"driver: warmed up together ({_warm_passes(results)}), then timed one after "
            "another, in reverse order every other round, so that each round's ratios "
            "compare runs seconds apart under the same load. On the photos (1c) runs in "
            "every round too, after them, while the driver waits. The targets above take "
@@ -173,9 +271,10 @@ def _head_to_head(results: dict) -> List[str]:
 
 def _reading(results: dict) -> List[str]:
     """A warning when other jobs visibly moved the figures during the run."""
-    limits = {name: out["limit"] for name, out in results["workloads"].items()}
+    limits = {name: out["limit"] for name, out in results["workloads"].items()
+              if not _failed(out["limit"])}
     rates = [v["rate"] for v in limits.values()]
-    if max(rates) <= 1.25 * min(rates):
+    if not rates or max(rates) <= 1.25 * min(rates):
         return []
     shown = ", ".join(f"{v['rate']:.1f} img/s ({name}, {v['cpu_ms']:.1f} CPU ms / img)"
                       for name, v in limits.items())
@@ -183,8 +282,8 @@ def _reading(results: dict) -> List[str]:
         "**Reading these figures.** Other jobs took a changing share of the cores during "
         f"this run: the same forward pass (1) measured {shown} a few minutes apart. img/s "
         "and its ratios therefore say more about the machine's load at the time than about "
-        "the paths; CPU time per image barely moved, so the `by CPU` ratios are the ones "
-        "to compare. Re-run on a quiet machine for img/s.",
+        "the paths; CPU time per image is less sensitive to the load, so the `by CPU` "
+        "ratios are the ones to compare. Re-run on a quiet machine for img/s.",
         "",
     ]
 
@@ -192,103 +291,96 @@ def _reading(results: dict) -> List[str]:
 def _jdbc_lines(jdbc: Optional[dict]) -> List[str]:
     if not jdbc:
         return []
-    if "error" in jdbc:
-        return [f"Over JDBC (mxsql-thriftserver, PyHive): not measured: {jdbc['error']}", ""]
+    if _failed(jdbc):
+        return ["Over JDBC (mxsql-thriftserver, PyHive): not measured, it failed (see Failed "
+                "measurements).", ""]
     return ["The same query over JDBC (mxsql-thriftserver on 127.0.0.1, PyHive), after one "
             "full query over the warm-up images: "
             + ", ".join(f"{t:.2f} s" for t in jdbc["seconds"]) + ".", ""]
 
 
-def results_markdown(results: dict, rows: List[dict]) -> str:
-    """The whole of bench/RESULTS.md for one run."""
-    m = results["machine"]
-    cifar = results["workloads"]["cifar"]
-    big = cifar["sql"]
-    small = results["memory_small"]
-    limit_q = big.get("limit_seconds") or []
+def _cold_start(results: dict) -> List[str]:
+    big = results["workloads"]["cifar"]["sql"]
+    out = ["## Cold start: a repeated LIMIT 10 (DECISIONS 8)", ""]
+    if _failed(big):
+        out += ["Not measured in this driver: path (2) on cifar failed.", ""]
+    else:
+        limit_q = big.get("limit_seconds") or []
+        out += ["`SELECT path, mx_classify(content, 'resnet18') FROM images LIMIT 10`, run "
+                f"{len(limit_q)} times after the full query in the same session: "
+                + ", ".join(f"{t:.2f} s" for t in limit_q)
+                + ". A LIMIT query kills the worker it used, so once the pooled workers are "
+                "used up each run starts a fresh worker that loads the model again "
+                f"({big.get('limit_loads', 0)} loads in these runs).", ""]
+    return out + _jdbc_lines(results.get("jdbc_limit"))
+
+
+def _memory(results: dict) -> List[str]:
+    small, big = results["memory_small"], results["workloads"]["cifar"]["sql"]
+    out = ["## Worker memory", ""]
+    measured = [f"{r['peak_rss_mb']:.0f} MiB for {r['images']} images"
+                for r in (small, big) if not _failed(r)]
+    if measured:
+        return out + ["Peak RSS of one Python worker, path (2): " + ", ".join(measured) + ".",
+                      ""]
+    return out + ["Not measured: both runs failed.", ""]
+
+
+def _prefetch(results: dict) -> List[str]:
     pre = results["prefetch"]
-    out = [
-        "# Benchmark results",
-        "",
-        f"Run {results['started']} with `{results['command']}` (from the repository root; "
-        "`make bench` runs the same).",
-        "",
-        f"Machine: `nproc` = {m['nproc']}, CPU: {m['cpu']}, Python {m['python']}. Load average "
-        f"before the run {m['load'][0]:.2f}, after {m['load_after'][0]:.2f}: other engineers' "
-        "tests share these cores, so absolute figures may be disturbed; the ratios come "
-        "from one run.",
-        "",
-        f"ResNet-18 (random weights, `demo.zoo.export_resnet18`), 224x224 input, inference "
-        f"batch {results['batch_size']} (spark.mxsql.batchSize) in every path.",
-        "",
-        markdown_table(rows),
-        "![images per second](results.png)",
-        "",
-        *_reading(results),
-        "## Targets",
-        "",
-        *_targets(results),
-        "",
-        *_head_to_head(results),
-        "## Cold start: a repeated LIMIT 10 (DECISIONS 8)",
-        "",
-        "`SELECT path, mx_classify(content, 'resnet18') FROM images LIMIT 10`, run "
-        f"{len(limit_q)} times after the full query in the same session: "
-        + ", ".join(f"{t:.2f} s" for t in limit_q)
-        + f". A LIMIT query kills the worker it used, so once the pooled workers are used up "
-        f"each run starts a fresh worker that loads the model again "
-        f"({big.get('limit_loads', 0)} loads in these runs).",
-        "",
-        *_jdbc_lines(results.get("jdbc_limit")),
-        "## Worker memory",
-        "",
-        f"Peak RSS of one Python worker, path (2): {small['peak_rss_mb']:.0f} MiB for "
-        f"{small['images']} images, {big['peak_rss_mb']:.0f} MiB for {big['images']} images.",
-        "",
-        "## Decode prefetch (spark.mxsql.prefetch)",
-        "",
-        f"Path (2) on {pre['on']['images']} photos: prefetch on {pre['on']['rate']:.1f} img/s "
-        f"({pre['on']['cpu_ms']:.1f} CPU ms / img), off {pre['off']['rate']:.1f} img/s "
-        f"({pre['off']['cpu_ms']:.1f} CPU ms / img): {pre['on']['rate'] / pre['off']['rate']:.2f}x. "
+    out = ["## Decode prefetch (spark.mxsql.prefetch)", ""]
+    if _failed(pre["on"]) or _failed(pre["off"]):
+        return out + ["Not measured: a run failed.", ""]
+    on, off = pre["on"], pre["off"]
+    return out + [
+        f"Path (2) on {on['images']} photos: prefetch on {on['rate']:.1f} img/s "
+        f"({on['cpu_ms']:.1f} CPU ms / img), off {off['rate']:.1f} img/s "
+        f"({off['cpu_ms']:.1f} CPU ms / img): {on['rate'] / off['rate']:.2f}x. "
         "The decode thread runs at idle CPU priority (SCHED_IDLE): it uses a core only "
         "when the network, the JVM and the other tasks leave one idle, and the task decodes "
         "itself the rows the thread has not reached when it needs the batch, so the thread "
-        "can neither take the network's core nor hold the task up. With one single-threaded "
-        "task per core there is little idle time to fill; there may be more when a task has "
-        "several MXNet threads or its reads stall on remote storage (not measured).",
+        "can neither take the network's core nor hold the task up.",
         "",
     ]
-    if results.get("sweep"):
-        out += ["## Settings sweep (path (2))", "",
-                "One setting changed at a time from the shipped spark-defaults.conf (marked "
-                "*shipped*); a point equal to the shipped settings is run once. The split "
-                "size runs on the photos, where it changes how many tasks the cores share.",
-                "",
-                "| setting | value | workload | images | img/s | CPU ms / img | partitions "
-                "| peak worker RSS (MiB) |",
-                "|---|---|---|---:|---:|---:|---:|---:|"]
-        for p in results["sweep"]:
-            shipped = " *shipped*" if p.get("shipped") else ""
+
+
+def _sweep(results: dict) -> List[str]:
+    points = results.get("sweep")
+    if not points:
+        return []
+    out = ["## Settings sweep (path (2))", "",
+           "One setting changed at a time from the shipped spark-defaults.conf (marked "
+           "*shipped*); a point equal to the shipped settings is run once. The split "
+           "size runs on the photos, where it changes how many tasks the cores share.",
+           "",
+           "| setting | value | workload | images | img/s | CPU ms / img | partitions "
+           "| peak worker RSS (MiB) |",
+           "|---|---|---|---:|---:|---:|---:|---:|"]
+    for p in points:
+        shipped = " *shipped*" if p.get("shipped") else ""
+        if _failed(p):
             out.append(f"| {p['setting']} | {p['value']}{shipped} | {p['workload']} | "
-                       f"{p['images']} | {p['rate']:.1f} | {p['cpu_ms']:.1f} | "
-                       f"{p['partitions']} | {p['rss']:.0f} |")
-        fastest, leanest = {}, {}
-        for p in results["sweep"]:
-            if p["setting"] not in fastest or p["rate"] > fastest[p["setting"]]["rate"]:
-                fastest[p["setting"]] = p
-            if p["setting"] not in leanest or p["cpu_ms"] < leanest[p["setting"]]["cpu_ms"]:
-                leanest[p["setting"]] = p
-        out += ["", "Most img/s here: " + "; ".join(f"{k} = {v['value']}"
-                                                    for k, v in fastest.items()) + ".",
-                "", "Least CPU per image here: " + "; ".join(f"{k} = {v['value']}"
-                                                             for k, v in leanest.items()) + ".",
-                "", "img/s moves with the other jobs on the machine, and so, less, does CPU "
-                "ms per image, which cannot see idle cores (task.cpus, split size). How far "
-                "identical work moved in this run:", "", *_sweep_noise(results), ""]
-    out += ["## Where the time goes", "", *FINDINGS, ""]
-    out += ["## What was changed for speed", "", *CHANGES, ""]
-    out += ["## How it is measured", "", *METHOD, ""]
-    return "\n".join(out)
+                       "| **failed** | | | |")
+            continue
+        out.append(f"| {p['setting']} | {p['value']}{shipped} | {p['workload']} | "
+                   f"{p['images']} | {p['rate']:.1f} | {p['cpu_ms']:.1f} | "
+                   f"{p['partitions']} | {p['rss']:.0f} |")
+    fastest, leanest = {}, {}
+    for p in points:
+        if _failed(p):
+            continue
+        if p["setting"] not in fastest or p["rate"] > fastest[p["setting"]]["rate"]:
+            fastest[p["setting"]] = p
+        if p["setting"] not in leanest or p["cpu_ms"] < leanest[p["setting"]]["cpu_ms"]:
+            leanest[p["setting"]] = p
+    return out + [
+        "", "Most img/s here: " + "; ".join(f"{k} = {v['value']}" for k, v in fastest.items())
+        + ".",
+        "", "Least CPU per image here: "
+        + "; ".join(f"{k} = {v['value']}" for k, v in leanest.items()) + ".",
+        "", "img/s moves with the other jobs on the machine, and so, less, does CPU "
+        "ms per image, which cannot see idle cores (task.cpus, split size). How far "
+        "identical work moved in this run:", "", *_sweep_noise(results), ""]
 
 
 def _sweep_noise(results: dict) -> List[str]:
@@ -297,11 +389,14 @@ def _sweep_noise(results: dict) -> List[str]:
     the points that ran faster than all of them."""
     lines = []
     for name in dict.fromkeys(p["workload"] for p in results["sweep"]):
-        points = [p for p in results["sweep"] if p["workload"] == name]
-        shipped = next(p for p in points if p["shipped"])  # one run, however often listed
+        points = [p for p in results["sweep"] if p["workload"] == name and not _failed(p)]
+        shipped = next((p for p in points if p["shipped"]), None)  # one run, however often listed
+        if shipped is None:
+            lines.append(f"- {name}: the shipped settings' point failed.")
+            continue
         images = shipped["images"]
         rates, runs = [shipped["rate"]], "the shipped sweep point"
-        h2h = results["workloads"][name].get("head_to_head")
+        h2h = _h2h(results["workloads"][name])
         if h2h and h2h["images"] == images:
             rates += [r["sql"]["rate"] for r in h2h["rounds"]]
             runs += " and (2)'s head-to-head rounds"
@@ -316,83 +411,85 @@ def _sweep_noise(results: dict) -> List[str]:
     return lines
 
 
-FINDINGS = [
-    "Measured apart from the run above, on this machine (CPU ms per image, warm JVM):",
-    "",
-    "- A 1920x1080 JPEG of ~480 KB, read by Spark's `binaryFile` scan and handed to a "
-    "Python UDF that returns only its length, once the JVM is warm: 2.1-2.5 JVM CPU ms a "
-    "photo. By JVM thread: the task threads (open, read, copy into Arrow, send) 0.75-0.85 ms, "
-    "the garbage collector 0.25-0.35, other threads about 0.25, and the JIT compiler "
-    "0.8-1.1. The compiler's share is a cost per query, not per photo (about 0.5 CPU s a "
-    "query, for Spark's planning, the metastore and the Parquet writer), and halves only "
-    "after a dozen queries. The Python worker's side of the hand-over adds 0.2 ms. Then "
-    "decoding at 1/4 scale and resizing (`load_pixels`) takes 5.9 ms and ResNet-18 about "
-    "15 ms. The JVM's share is Spark's own and is paid by (2) and (3) alike; (4) and (4s) "
-    "read the files in Python and (1c) has no JVM, which is why they need less CPU per "
-    f"photo. Each Spark path first runs {WARM_PASSES} times over 256 warm-up images: with "
-    "4, path (2) ran the photos about 3.5% slower and (4s) the same.",
-    "- A CIFAR-shaped PNG: decode and resize to 224x224 0.26 ms, the JVM and the hand-over "
-    "to Python about 0.3 ms: the network is nearly all of the cost, so every batched path "
-    "lands near (1). The classic recipe as published (4) pays more for its Lanczos resize "
-    "and its one-batch tasks; on photos, above all for decoding every JPEG at full size.",
-    "- The JVM's garbage collector: most of its collections on photos are G1 'humongous "
-    "allocation' pauses (a 460 KB file's buffers pass half of G1's 1 MB region). Larger "
-    "regions (-XX:G1HeapRegionSize=8m) removed them but did not change the JVM's CPU time "
-    "per photo measurably, so spark-defaults.conf leaves the JVM alone.",
-    "- Inside the Python worker, mx_classify's own code takes the same CPU per image as "
-    "decode plus forward called directly (20.0-20.5 ms per photo with one MXNet thread): "
-    "the rest of a worker's time is PySpark's Arrow hand-over and each task's fixed cost.",
-    "- `perf record` on the two Python workers of path (2) over the CIFAR-shaped images "
-    "for 25 s: 94.5% of their CPU in oneDNN's JIT-compiled kernels, 2.6% in the rest of "
-    "libmxnet, 1.3% in Pillow, and under 1% each in Python, numpy and everything else. "
-    "On these images the workers do little but run the network.",
-    "- The network alone, one MXNet thread, CPU ms per image by batch size: 17.7 (1), "
-    "17.0 (8), 16.7 (16), 15.6-16.2 (32). On a CPU a batch of one is only ~10% dearer "
-    "per image, so the row-at-a-time UDF (5) loses mostly to per-row overhead, not to "
-    "the missing batch.",
-    "- A fresh Python worker needs about 1.05 s here before a LIMIT 10 query's rows are "
-    "classified: 0.12 s for numpy, pyarrow and Pillow, 0.57 s to import MXNet, 0.03 s to "
-    "read the checkpoint, and 0.33 s for the first 10 images (the first forward pass at a "
-    "batch shape sets up its kernels; the same 10 images take 0.19 s next time). That is "
-    "the floor of a LIMIT query that needs a new worker.",
-]
+def _failures(node, where: Tuple[str, ...] = ()) -> Iterator[Tuple[str, dict]]:
+    """(where in the results, failure) for every failed measurement of a run."""
+    if isinstance(node, dict):
+        if "error" in node:
+            yield " / ".join(where), node
+            return
+        for key, value in node.items():
+            yield from _failures(value, where + (str(key),))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            label = (f"{value['setting']} = {value['value']}"
+                     if isinstance(value, dict) and "setting" in value else str(i))
+            yield from _failures(value, where + (label,))
 
-CHANGES = [
-    "- **Decode ahead at idle priority** (udfs/functions.py). The thread that decodes the "
-    "next Arrow batch ran at normal priority and took turns with the network on the "
-    "task's core: on the 500 photos, prefetch on ran 1.4% slower than off (median of 4 "
-    "alternating rounds in one session: 86.6 against 87.8 img/s). It now runs at idle "
-    "priority, and the task decodes itself whatever rows the thread has not reached, so "
-    "a thread that gets no core never holds a task up: on ran 0.8% faster than off "
-    "(89.4 against 88.7).",
-    "- **Short batches in pieces of 4** (udfs/models.py). A last short batch used to be "
-    "padded to spark.mxsql.batchSize: with a binaryFile task of ~50 photos, 18 images "
-    "ran as 32 (padding cost up to 100%). It then ran in power-of-two pieces (18 = 16 + 2) "
-    "through executors sharing the full one's memory, but each executor's fused "
-    "convolutions hold their own copy of the weights with batch norm folded in (45 MB for "
-    "ResNet-18), so a worker grew by 50 MB for every short size its tasks ended on (813 MiB "
-    "after 1,000 images, 1,115 after 10,000). It now runs in pieces of 4, the last padded: "
-    "two batch shapes per worker, at most 3 blank images per short batch. The network "
-    "alone, one MXNet thread, warm, costs the same CPU per image at batch 4 as at 32 "
-    "(15.3-15.5 ms here); 16.1 at 2, 17.1 at 1.",
-    "- **One wave of long tasks** (spark-defaults.conf `spark.sql.files.maxPartitionBytes` "
-    "1 GB; it was 32 MB, then Spark's 128 MB). Every task costs about 0.1-0.15 CPU s of "
-    "fixed work in the JVM and the Python worker besides its images, and a last wave of "
-    "fewer tasks than cores leaves cores idle. At 128 MB the 500 photos (300 MB with "
-    "Spark's open cost per file) were 3 tasks on 2 cores, the third running alone; at 1 GB "
-    "a table up to cores x 1 GB is one task per core (the sweep above has this run's "
-    "figures).",
-    "- **Cheaper fresh workers** (udfs/models.py). `import mxnet` imports scikit-learn "
-    "(and with it pandas) for its deprecated FeedForward class, and scipy for code mxsql "
-    "never runs, whenever they are installed, and all of setuptools through its distutils "
-    "hook: without them the import takes 0.75 CPU s instead of 1.3 here. Every worker "
-    "that a LIMIT query kills pays this again (DECISIONS 8).",
-    "- **One copy less per image** (udfs/images.py): EXIF orientation is applied in place, "
-    "so an image without an orientation tag is not copied.",
-    "- Already in place and measured above: JPEG draft decoding (a 1920x1080 JPEG "
-    "decodes at 1/4 scale: 4.3 CPU ms instead of 6.9 for the full decode, on this "
-    "machine) and decode of the next Arrow batch during the forward pass (prefetch).",
-]
+
+def _failed_section(results: dict) -> List[str]:
+    """Each failed measurement, with the last lines of its stderr."""
+    failures, seen = [], set()
+    for where, failure in _failures(results):
+        if (failure["error"], failure.get("log")) not in seen:  # (1)'s best is one it tried
+            seen.add((failure["error"], failure.get("log")))
+            failures.append((where, failure))
+    if not failures:
+        return []
+    out = ["## Failed measurements", ""]
+    for where, failure in failures:
+        out += [f"- **{where}**: {failure['error']}"
+                + (f" (stderr: `{failure['log']}`)" if failure.get("log") else "")]
+        if failure.get("stderr_tail"):
+            out += ["", "  Last lines of its stderr:", "", "  ```",
+                    *(f"  {line}" for line in failure["stderr_tail"]), "  ```"]
+        out.append("")
+    return out
+
+
+def results_markdown(results: dict, rows: Optional[List[dict]] = None) -> str:
+    """The whole of bench/RESULTS.md for one run, from its JSON alone."""
+    rows = table_rows(results) if rows is None else rows
+    m = results["machine"]
+    commit = f" on commit `{results['commit']}`" if results.get("commit") else ""
+    out = [
+        "# Benchmark results",
+        "",
+        "Generated by `python -m bench` from the run's JSON: every figure here was "
+        "measured by this run. Figures measured apart from it, and the changes made for "
+        "speed, are in [NOTES.md](NOTES.md), each with the commit that measured it.",
+        "",
+        f"Run {results['started']}{commit} with `{results['command']}` (from the "
+        "repository root; `make bench` runs the same).",
+        "",
+        f"Machine: `nproc` = {m['nproc']}, CPU: {m['cpu']}, Python {m['python']}. Load average "
+        f"before the run {m['load'][0]:.2f}, after {m['load_after'][0]:.2f}: other jobs "
+        "may share these cores, so absolute figures may be disturbed; the ratios come "
+        "from one run.",
+        "",
+        f"ResNet-18 (random weights, `demo.zoo.export_resnet18`), 224x224 input, inference "
+        f"batch {results['batch_size']} (spark.mxsql.batchSize) in every path.",
+        "",
+        markdown_table(rows),
+        "![images per second](results.png)",
+        "",
+        *_reading(results),
+        *_failed_section(results),
+        "## Targets",
+        "",
+        *_targets(results),
+        "",
+        *_head_to_head(results),
+        *_cold_start(results),
+        *_memory(results),
+        *_prefetch(results),
+        *_sweep(results),
+        "## How it is measured",
+        "",
+        *METHOD,
+        "",
+    ]
+    return "\n".join(out)
+
 
 METHOD = [
     "- CPU ms / img: CPU time of every process of the path (driver JVM and Python "
@@ -402,10 +499,10 @@ METHOD = [
     "otherwise idle cores with no core left idle.",
     "- Every Spark path runs in a fresh driver process (its own JVM and Python workers), "
     "`local[*]` with the settings of the shipped `spark-defaults.conf` through "
-    "`mxsql.registry.session.build_session`. Each first runs "
-    f"{WARM_PASSES} times over a small warm-up folder (workers start, the model loads, "
-    "the JVM compiles its hot paths), then is timed over the whole workload; cold costs "
-    "are reported apart (LIMIT 10 above).",
+    "`mxsql.registry.session.build_session`. Each first runs its warm-up passes over "
+    "a small warm-up folder (workers start, the model loads, the JVM compiles its hot "
+    "paths), then is timed over the whole workload; cold costs are reported apart "
+    "(LIMIT 10 above).",
     "- (1) binds the same checkpoint with MXNet and runs forward on one ready float32 "
     "tensor, with OMP_NUM_THREADS set explicitly; every way to fill the machine is "
     "tried (1 process x all threads, one single-threaded process per core, side by "
@@ -436,6 +533,8 @@ METHOD = [
     "and run by ONNX Runtime on CPU, with OMP_NUM_THREADS intra-op threads; (1o) runs at "
     "the process and thread setting that (1) found best.",
     "- Model loads are counted from the workers' `loaded model` log lines; peak RSS is "
-    "sampled every 0.1 s with psutil from a thread of the driver, over the Python "
+    "sampled several times a second with psutil from a thread of the driver, over the Python "
     "worker processes (`pyspark.daemon` and its forks).",
+    "- A measurement that crashed or printed no result is reported as failed, with the "
+    "last lines of its stderr (the whole of it is in the run's work folder, `logs/`).",
 ]

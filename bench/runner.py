@@ -5,11 +5,12 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional
 
 from bench.workloads import Workload
 
-__all__ = ["Env", "limit", "ceiling", "spark_path", "head_to_head", "best"]
+__all__ = ["Env", "failed", "stderr_tail", "limit", "ceiling", "spark_path", "head_to_head", "best"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,12 +39,35 @@ class Env:
         return env
 
 
-def _json(proc_out: str, what: str, log: Optional[str] = None) -> dict:
-    lines = [line for line in proc_out.splitlines() if line.startswith("{")]
-    if not lines:
-        where = f"; see {log}" if log else ""
-        raise RuntimeError(f"{what} printed no result{where}")
-    return json.loads(lines[-1])
+# Lines of a failed child's stderr kept in the results, for the report.
+STDERR_LINES = 25
+
+
+def stderr_tail(log: str) -> List[str]:
+    """The last lines of the file a child wrote its stderr to."""
+    try:
+        with open(log, encoding="utf-8", errors="replace") as f:
+            return [line.rstrip("\n") for line in f.readlines()[-STDERR_LINES:]]
+    except OSError as e:
+        return [f"(could not read {log}: {e})"]
+
+
+def failed(result: Optional[dict]) -> bool:
+    """Whether ``result`` is missing or is what :func:`_run` returns for a failed child."""
+    return result is None or "error" in result
+
+
+def _run(cmd: List[str], what: str, log: str, env: Dict[str, str]) -> dict:
+    """Run a child whose stderr goes to ``log``: the last JSON object it printed, or a
+    failure (``error``, ``log``, ``stderr_tail``) when it printed none."""
+    with open(log, "w") as err:
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env,
+                              check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if lines:
+        return json.loads(lines[-1])
+    return {"error": f"{what} exited with {done.returncode} and printed no result",
+            "log": log, "stderr_tail": stderr_tail(log)}
 
 
 def limit(env: Env, processes: int, threads: int, seconds: float, *, onnx: bool = False) -> dict:
@@ -54,13 +78,17 @@ def limit(env: Env, processes: int, threads: int, seconds: float, *, onnx: bool 
            "--batch", str(env.batch), "--seconds", str(seconds), "--start-at", str(start_at)]
     if onnx:
         cmd += ["--onnx-cache", env.cache]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              env=env.environ(OMP_NUM_THREADS=str(threads)))
-             for _ in range(processes)]
-    results = [_json(p.communicate()[0], "bench.limit") for p in procs]
+    child_env = env.environ(OMP_NUM_THREADS=str(threads))
+    logs = [env.log_path(f"limit{'-onnx' if onnx else ''}-{threads}t") for _ in range(processes)]
+    with ThreadPoolExecutor(processes) as pool:  # the processes run side by side
+        results = list(pool.map(lambda log: _run(cmd, "bench.limit", log, child_env), logs))
+    setting = {"processes": processes, "threads": threads}
+    crashed = next((r for r in results if failed(r)), None)
+    if crashed is not None:
+        return {**setting, **crashed}
     rate = sum(r["images"] / r["seconds"] for r in results)
     cpu_ms = 1000 * sum(r["cpu_seconds"] for r in results) / sum(r["images"] for r in results)
-    return {"processes": processes, "threads": threads, "rate": rate, "cpu_ms": cpu_ms}
+    return {**setting, "rate": rate, "cpu_ms": cpu_ms}
 
 
 def _listing(env: Env, workload: Workload, images: int) -> str:
@@ -82,9 +110,10 @@ def ceiling_command(prefix: str, batch: int, listing: str) -> List[str]:
 def ceiling(env: Env, workload: Workload, images: int, threads: int) -> dict:
     """Decode + forward in one process on ``threads`` OMP threads."""
     cmd = ceiling_command(env.prefix, env.batch, _listing(env, workload, images))
-    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                         env=env.environ(OMP_NUM_THREADS=str(threads)), check=False).stdout
-    result = _json(out, "bench.limit --files")
+    result = _run(cmd, "bench.limit --files", env.log_path(f"{workload.name}-ceiling"),
+                  env.environ(OMP_NUM_THREADS=str(threads)))
+    if failed(result):
+        return {"threads": threads, **result}
     return {"threads": threads, "rate": result["images"] / result["seconds"],
             "cpu_ms": 1000 * result["cpu_seconds"] / result["images"], **result}
 
@@ -98,15 +127,17 @@ def _spark_paths(env: Env, paths: List[str], workload: Workload, images: int,
            "--ext", workload.ext, "--log", log, *extra]
     for key, value in (conf or {}).items():
         cmd += ["--conf", f"{key}={value}"]
-    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env.environ(),
-                         check=False).stdout
-    result = _json(out, f"bench.spark_paths --path {' '.join(paths)}", log)
+    # The child sends its own stderr, the JVM's and the workers' to --log once it runs;
+    # what it writes before that (an import error) goes there too.
+    result = _run(cmd, f"bench.spark_paths --path {' '.join(paths)}", log, env.environ())
     result["log"] = log
     return result
 
 
 def _rates(result: dict) -> dict:
-    """``result`` with its img/s and CPU ms per image."""
+    """``result`` with its img/s and CPU ms per image (a failure as it is)."""
+    if failed(result):
+        return result
     result["rate"] = result["images"] / result["seconds"]
     result["cpu_ms"] = 1000 * result["cpu_seconds"] / result["images"]
     return result
@@ -129,11 +160,13 @@ def head_to_head(env: Env, paths: List[str], workload: Workload, images: int,
         extra += ["--ceiling-files", _listing(env, workload, images),
                   "--ceiling-threads", str(ceiling_threads)]
     result = _spark_paths(env, paths, workload, images, None, extra)
-    for timed in result["rounds"]:
+    for timed in result.get("rounds", []):
         for path, measured in timed.items():
             timed[path] = _rates({"images": result["images"], **measured})
     return result
 
 
 def best(results: List[dict]) -> dict:
-    return max(results, key=lambda r: r["rate"])
+    """The fastest of ``results`` that did not fail; the first failure if all did."""
+    measured = [r for r in results if not failed(r)]
+    return max(measured, key=lambda r: r["rate"]) if measured else results[0]

@@ -6,15 +6,19 @@ caller's ``--conf`` settings. The catalog is a Hive metastore: embedded Derby un
 ``$MXSQL_HOME`` (default ``~/.mxsql``) unless the configuration names another.
 """
 
+import fcntl
 import os
 import sys
 from typing import Dict, Mapping, Optional
+
+from mxsql.udfs.errors import CatalogInUseError
 
 __all__ = [
     "project_conf_file",
     "read_properties",
     "layered_conf",
     "mxsql_home",
+    "check_catalog_free",
     "build_session",
 ]
 
@@ -82,6 +86,46 @@ def _catalog_defaults(conf: Mapping[str, str]) -> Dict[str, str]:
     return defaults
 
 
+def _derby_database(conf: Mapping[str, str]) -> Optional[str]:
+    """The embedded Derby database directory the metastore will open, if it is one."""
+    url = conf.get("spark.hadoop.javax.jdo.option.ConnectionURL") or conf.get(
+        "javax.jdo.option.ConnectionURL", "")
+    prefix = "jdbc:derby:"
+    if not url.startswith(prefix) or url.startswith(prefix + "//"):  # //host: a Derby server
+        return None
+    for part in url[len(prefix):].split(";"):
+        if part.startswith("databaseName="):
+            return part[len("databaseName="):]
+    return url[len(prefix):].split(";", 1)[0] or None
+
+
+def check_catalog_free(database: str) -> None:
+    """Raise CatalogInUseError when another process has the Derby ``database`` open.
+
+    Embedded Derby holds an exclusive lock on ``dbex.lck`` in the database directory
+    while it is booted; a second process would otherwise retry for half a minute and
+    print thousands of lines of Derby and DataNucleus traces before failing.
+    """
+    lock_file = os.path.join(database, "dbex.lck")
+    try:
+        fd = os.open(lock_file, os.O_RDWR)
+    except FileNotFoundError:
+        return  # not booted by anyone (or not created yet)
+    try:
+        # The same POSIX record lock Java's FileChannel.tryLock takes.
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        raise CatalogInUseError(
+            f"the catalog under $MXSQL_HOME ({database}) is in use by another process (an "
+            "mxsql shell or mxsql-thriftserver): its embedded Derby metastore admits one "
+            "process at a time. Stop that process, set MXSQL_HOME to another directory, or "
+            "share one catalog through a PostgreSQL metastore (README, \"Catalog tables\": "
+            "the spark.hadoop.javax.jdo.option.* keys in spark-defaults.conf)"
+        ) from e
+    finally:
+        os.close(fd)  # also drops the lock, if this process took it
+
+
 def _prepare_environment(master: str) -> None:
     # Workers must run this interpreter, which has mxsql installed, not the first
     # python3 on PATH.
@@ -106,7 +150,8 @@ def build_session(
     ``conf`` holds the command line's settings; they override the properties file.
     ``defaults`` are the caller's fallbacks, used where neither sets a key (the
     shell's progress bar follows the terminal this way). Raises ConfigError for a
-    malformed ``spark.mxsql.*`` setting.
+    malformed ``spark.mxsql.*`` setting, CatalogInUseError when another process has the
+    embedded metastore open.
     """
     settings = layered_conf(conf, properties_file=properties_file)
     for key, value in (defaults or {}).items():
@@ -119,8 +164,17 @@ def build_session(
     for key, value in _catalog_defaults(settings).items():
         settings.setdefault(key, value)
     os.makedirs(mxsql_home(), exist_ok=True)
+    from mxsql.registry.jvmcache import with_archive
 
+    settings = with_archive(settings)  # the JVM start-up archive, once built (README)
+
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
+
+    database = _derby_database(settings)
+    # A context this process already runs is reused (its JVM may hold the lock itself).
+    if database is not None and SparkContext._active_spark_context is None:
+        check_catalog_free(database)
 
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in settings.items():

@@ -4,7 +4,8 @@ Spark's own ``bin/spark-sql`` is a JVM program and cannot call Python functions,
 mxsql is a Python process that owns the session and behaves like spark-sql: the same
 options, the same row text on stdout (Spark's ``HiveResult``, through Spark's own
 ``SparkSQLDriver``), the same ``Time taken`` lines on stderr, the same statement
-splitting and exit codes (1 for a failing statement, 3 for a missing ``-f`` file).
+splitting and exit codes (1 for a failing statement, 3 for a missing ``-f`` file), and
+the same effect of every ``SET``.
 
 What differs, on purpose:
 
@@ -13,23 +14,28 @@ What differs, on purpose:
   around it, and Spark's task-failure logs are quiet; ``-v`` shows both;
 - ``SET spark.mxsql.KEY=VALUE`` is checked at once and takes effect from the next
   statement (the functions are registered again); a bad value is an error naming the key;
+- Spark's UNRESOLVED_ROUTINE for a misspelt mx function ends in "did you mean mx_...?";
+- a second process on the embedded metastore under ``$MXSQL_HOME`` stops at once with one
+  line saying so, instead of Derby's half minute of retries and traces;
 - the interactive prompt is ``mxsql (DATABASE)>`` and history is kept in
   ``~/.mxsql_history``; Ctrl-C cancels the running statement, a second Ctrl-C while it
   is being cancelled leaves the shell (exit code 130), Ctrl-D leaves it.
 """
 
 import argparse
+import difflib
 import os
 import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, Optional, Sequence, TextIO
+from typing import Dict, Mapping, Optional, Sequence, TextIO
 
+from mxsql.registry.javaerrors import java_exception
 from mxsql.registry.options import key_value_pairs
 from mxsql.registry.statements import script_text, split_statements
 from mxsql.udfs.config import PREFIX, parse_settings
-from mxsql.udfs.errors import ConfigError
+from mxsql.udfs.errors import CatalogInUseError, ConfigError
 
 __all__ = [
     "EXIT_FAILURE",
@@ -38,6 +44,7 @@ __all__ = [
     "parse_args",
     "session_conf",
     "worker_error",
+    "mx_function_guess",
     "Shell",
     "main",
 ]
@@ -56,7 +63,11 @@ _SUBMIT_OPTIONS = (
     ("driver_memory", "spark.driver.memory"),
     ("executor_memory", "spark.executor.memory"),
 )
-_HEADER_KEYS = ("spark.sql.cli.print.header", "hive.cli.print.header")
+# spark-sql prints column names when spark.sql.cli.print.header is true now, or when
+# hive.cli.print.header was true in --hiveconf at start; it reads hive.cli.errors.ignore
+# from --hiveconf only. A SET of either hive.cli key changes nothing, as in spark-sql.
+_HEADER_KEY = "spark.sql.cli.print.header"
+_HIVE_HEADER_KEY = "hive.cli.print.header"
 _IGNORE_ERRORS_KEY = "hive.cli.errors.ignore"
 # Loggers that repeat a failed task's whole error (a Python traceback for a UDF) on
 # stderr; the shell prints the error itself, so they are quiet unless -v.
@@ -158,6 +169,20 @@ def worker_error(text: str) -> Optional[str]:
     return f"{name}: {message.strip()}"
 
 
+def _is_true(value: Optional[str]) -> bool:
+    return (value or "").strip().lower() == "true"
+
+
+def mx_function_guess(routine: str) -> Optional[str]:
+    """The mx function a misspelt ``routine`` (as Spark names it, e.g. ```mx_clasify```)
+    most likely meant, or None when it is close to none of them."""
+    from mxsql.registry.catalog import FUNCTIONS
+
+    name = routine.replace("`", "").rsplit(".", 1)[-1].lower()
+    found = difflib.get_close_matches(name, [fn.name for fn in FUNCTIONS], n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
 class _Quit(Exception):
     """``quit`` or ``exit`` was typed."""
 
@@ -169,15 +194,19 @@ class Shell:
     ``err``. Every method returns spark-sql's status for what it ran: 0 or 1.
     """
 
-    def __init__(self, spark, *, out: TextIO, err: TextIO, verbose: bool = False):
+    def __init__(self, spark, *, out: TextIO, err: TextIO, verbose: bool = False,
+                 hive_conf: Optional[Mapping[str, str]] = None):
         from mxsql.registry.config import settings_from_session
 
         self.spark = spark
         self.out = out
         self.err = err
         self.verbose = verbose
+        hive_conf = hive_conf or {}  # the --hiveconf settings given at start
+        self.hive_header = _is_true(hive_conf.get(_HIVE_HEADER_KEY))
+        self.ignore_errors = _is_true(hive_conf.get(_IGNORE_ERRORS_KEY))
         self._jvm = spark._jvm
-        self._registered = dict(settings_from_session(spark).raw)
+        self._registered = settings_from_session(spark)
         # One thread runs every statement, so that the main thread stays free to take
         # Ctrl-C and cancel the running jobs.
         self._runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mxsql-statement")
@@ -189,11 +218,11 @@ class Shell:
 
     def run_text(self, text: str) -> int:
         """Run every statement of ``text``; stop at the first failure unless
-        ``hive.cli.errors.ignore`` is true. Returns the last statement's status."""
+        ``--hiveconf hive.cli.errors.ignore=true``. Returns the last statement's status."""
         status = 0
         for statement in split_statements(text):
             status = self.run_statement(statement)
-            if status != 0 and not self._flag(_IGNORE_ERRORS_KEY):
+            if status != 0 and not self.ignore_errors:
                 return status
         return status
 
@@ -235,16 +264,19 @@ class Shell:
 
     def _execute(self, statement: str):
         """Run in the statement thread: (header or None, rows text, row count)."""
-        driver = self._jvm.org.apache.spark.sql.hive.thriftserver.SparkSQLDriver(
-            self.spark._jsparkSession
-        )
+        jsession = self.spark._jsparkSession
+        # Spark reads settings such as spark.sql.ansi.enabled while parsing through the
+        # thread's active session (SQLConf.get); on this thread's JVM side there is none,
+        # and the parser would see the defaults, not the session's SETs.
+        self._jvm.org.apache.spark.sql.SparkSession.setActiveSession(jsession)
+        driver = self._jvm.org.apache.spark.sql.hive.thriftserver.SparkSQLDriver(jsession)
         try:
             driver.run(statement)
             rows = self._jvm.java.util.ArrayList()
             while driver.getResults(rows):
                 pass
             header = None
-            if any(self._flag(key) for key in _HEADER_KEYS):
+            if self.hive_header or self._flag(_HEADER_KEY):
                 header = "\t".join(f.getName() for f in driver.getSchema().getFieldSchemas())
             count = rows.size()
             text = self._jvm.java.lang.String.join("\n", rows) if count else ""
@@ -267,30 +299,32 @@ class Shell:
         the functions again; a bad value is undone and raised as ConfigError."""
         from mxsql.registry.catalog import register_all
 
-        current = {k: v for k, v in self.spark.conf.getAll.items() if k.startswith(PREFIX)}
-        if current == self._registered:
-            return
+        conf = self.spark.conf.getAll
         try:
-            settings = parse_settings(current)
+            settings = parse_settings(conf)
         except ConfigError:
-            for key in current.keys() - self._registered.keys():
-                self.spark.conf.unset(key)
-            for key, value in self._registered.items():
-                if current.get(key) != value:
+            registered = dict(self._registered.raw)
+            for key, value in conf.items():
+                if key.startswith(PREFIX) and registered.get(key) != value:
+                    self.spark.conf.unset(key)
+            for key, value in registered.items():
+                if conf.get(key) != value:
                     self.spark.conf.set(key, value)
             raise
+        if settings.raw == self._registered.raw:
+            return
         register_all(self.spark, settings=settings)
-        self._registered = current
+        self._registered = settings
 
     def _flag(self, key: str) -> bool:
-        return self.spark.conf.get(key, "false").strip().lower() == "true"
+        return _is_true(self.spark.conf.get(key, "false"))
 
     # -- errors -----------------------------------------------------------------------
 
     def _report(self, error: Exception) -> None:
         """Print a failed statement's error as spark-sql does, or mxsql's own message."""
         # PySpark's exception for a Java error, or py4j's when PySpark has no class for it.
-        origin = getattr(error, "_origin", None) or getattr(error, "java_exception", None)
+        origin = java_exception(error)
         if isinstance(error, ConfigError):
             message = f"ConfigError: {error}"
         elif origin is not None:
@@ -310,7 +344,13 @@ class Shell:
         gateway = self.spark.sparkContext._gateway
         if is_instance_of(gateway, origin, "org.apache.spark.SparkThrowable"):
             fmt = self.spark._jsparkSession.sessionState().conf().errorMessageFormat()
-            return self._jvm.org.apache.spark.SparkThrowableHelper.getMessage(origin, fmt)
+            message = self._jvm.org.apache.spark.SparkThrowableHelper.getMessage(origin, fmt)
+            if origin.getCondition() == "UNRESOLVED_ROUTINE":
+                first, newline, rest = message.partition("\n")
+                guess = mx_function_guess(origin.getMessageParameters().get("routineName") or "")
+                if guess is not None:
+                    message = f"{first}; did you mean {guess}?{newline}{rest}"
+            return message
         return origin.getMessage()
 
     def _trace(self, error: Exception, origin) -> str:
@@ -453,8 +493,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         spark = _start(args, session_conf(args), err)
         register_all(spark)
-    except ConfigError as e:
-        err.write(f"ConfigError: {e}\n")
+    except (ConfigError, CatalogInUseError) as e:
+        err.write(f"{type(e).__name__}: {e}\n")
         return EXIT_FAILURE
     except OSError as e:  # an unreadable --properties-file
         err.write(f"mxsql: cannot read {e.filename}: {e.strerror}\n")
@@ -463,7 +503,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         err.write(f"{e}\n")
         return EXIT_FAILURE
     _quiet_logs(spark, verbose=args.verbose)
-    shell = Shell(spark, out=out, err=err, verbose=args.verbose)
+    shell = Shell(spark, out=out, err=err, verbose=args.verbose,
+                  hive_conf=dict(key_value_pairs("--hiveconf", args.hiveconf)))
     try:
         return _run(shell, args)
     except _Quit:

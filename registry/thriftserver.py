@@ -1,18 +1,19 @@
-"""``mxsql-thriftserver``: Spark's Thrift JDBC/ODBC server with the mx functions registered.
+"""``mxsql-thriftserver``: Spark's Thrift JDBC/ODBC server with the mx functions, for a team.
 
 Spark's own server cannot call Python functions, so this process owns the session: it
 builds it with :func:`mxsql.registry.session.build_session`, registers the functions and
-starts ``HiveThriftServer2`` inside it. Every JDBC connection shares that one session
-(``spark.sql.hive.thriftServer.singleSession=true``), which is how it sees the functions,
-and a ``SET`` in one connection applies to all. Where models are loaded from is the
-server's policy: ``SET`` of a fixed key of a configured model (or of ``cacheDir`` and the
-S3 keys) is refused at once; keys of a model the server does not know are refused at the
-next mx query, until ``RESET``. An ``mxsql_s3`` view may not name an S3 endpoint or
-profile other than the server's.
+starts ``HiveThriftServer2`` inside it. Each JDBC connection gets its own session (Spark's
+default multi-session mode): its own ``SET``s, current database and temporary views, with
+the mx functions and the server's rules (:mod:`mxsql.registry.serverrules`) injected into
+every one (:mod:`mxsql.registry.sessions`). ``spark.sql.hive.thriftServer.singleSession=
+true`` makes every connection share one session instead, rules included.
 
 Host and port come from Spark's own settings, ``hive.server2.thrift.bind.host`` and
 ``hive.server2.thrift.port`` (``--hiveconf``), with ``--host``/``--port`` as shorthands;
-the default host is 127.0.0.1, not every interface as Spark's.
+the default host is 127.0.0.1, not every interface as Spark's. Login (``hive.server2.
+authentication=LDAP`` and its ``…ldap.*`` keys) and TLS (``hive.server2.use.SSL``, the
+keystore keys) are Hive's settings; the server refuses to listen beyond loopback without
+a login.
 """
 
 import argparse
@@ -23,19 +24,38 @@ import threading
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from mxsql.registry.catalog import register_all
-from mxsql.registry.config import settings_from_session
+from mxsql.registry.javaerrors import root_cause_text
 from mxsql.registry.options import key_value_pairs
-from mxsql.udfs.config import GLOBAL_KEYS, MODEL_KEYS, PREFIX, model_key
+from mxsql.registry.serverprocess import listening_message
+from mxsql.registry.serverrules import ALLOWED_PATHS_KEY, PathRules, ServerRules
+from mxsql.registry.sessions import prepare_sessions
 from mxsql.udfs.errors import ConfigError, MxsqlError
 
-__all__ = ["HOST_KEY", "PORT_KEY", "server_conf", "start", "ThriftServer", "main"]
+__all__ = ["HOST_KEY", "PORT_KEY", "AUTH_KEY", "server_conf", "start", "ThriftServer", "main"]
 
 HOST_KEY = "hive.server2.thrift.bind.host"
 PORT_KEY = "hive.server2.thrift.port"
+AUTH_KEY = "hive.server2.authentication"
 DEFAULT_HOST = "127.0.0.1"
 _HADOOP = "spark.hadoop."
 _SINGLE_SESSION = "spark.sql.hive.thriftServer.singleSession"
+# Hive's LDAP provider reads its settings from a fresh HiveConf, which sees JVM system
+# properties but neither --hiveconf nor spark.hadoop.* keys (FACTS.md).
+_AUTH_PREFIX = AUTH_KEY + "."
+_NO_LOGIN = ("NONE", "NOSASL")
+_LOOPBACK = ("127.", "::1", "localhost", "0:0:0:0:0:0:0:1")
 _LIVENESS_SECONDS = 5.0
+_SERVER_DEFAULTS = {
+    # A server's stderr is a log: no console progress bar in it.
+    "spark.ui.showConsoleProgress": "false",
+    # Run each statement in the Thrift call that sent it: an asynchronous statement's
+    # error reaches the client with the server's whole Java stack in its message (Spark's
+    # GetOperationStatus sends stringifyException), a synchronous one as its message.
+    "spark.sql.hive.thriftServer.async": "false",
+    # An mx function's error reaches the client as its message, without the worker's
+    # Python traceback.
+    "spark.sql.execution.pyspark.udf.hideTraceback.enabled": "true",
+}
 
 _log = logging.getLogger("mxsql.thriftserver")
 
@@ -76,7 +96,8 @@ def server_conf(
     ``spark.hadoop.KEY``. ``base`` is what the properties file already sets: the default
     host (127.0.0.1) is added only when neither it nor the command line names one.
     Raises ConfigError for a malformed pair, for ``--host``/``--port`` that contradict a
-    ``--hiveconf``, and for ``spark.sql.hive.thriftServer.singleSession=false``.
+    ``--hiveconf``, and for an address beyond loopback without a login
+    (``hive.server2.authentication`` NONE or NOSASL).
     """
     settings = {key: value.strip() for key, value in key_value_pairs("--conf", conf)}
     for key, value in key_value_pairs("--hiveconf", hiveconf):
@@ -93,16 +114,18 @@ def server_conf(
     effective = {**(base or {}), **settings}
     if _HADOOP + HOST_KEY not in effective:
         settings[_HADOOP + HOST_KEY] = DEFAULT_HOST
-    single = effective.get(_SINGLE_SESSION, "true").strip().lower()
-    if single != "true":
+    effective = {**(base or {}), **settings}
+    host = effective[_HADOOP + HOST_KEY].strip()
+    auth = effective.get(_HADOOP + AUTH_KEY, "NONE").strip().upper()
+    if auth in _NO_LOGIN and not host.startswith(_LOOPBACK):
         raise ConfigError(
-            f"{_SINGLE_SESSION}={single}: mxsql-thriftserver needs true, because JDBC "
-            "connections see the mx functions only in the server's own session"
+            f"{HOST_KEY}={host} with {AUTH_KEY}={auth}: anyone who reaches the port would be "
+            f"in; set {AUTH_KEY}=LDAP (with its ldap.url and ldap.baseDN keys), or listen on "
+            "loopback only (--host 127.0.0.1)"
         )
-    settings[_SINGLE_SESSION] = "true"
-    # A server's stderr is a log: no console progress bar in it.
-    if "spark.ui.showConsoleProgress" not in effective:
-        settings["spark.ui.showConsoleProgress"] = "false"
+    for key, value in _SERVER_DEFAULTS.items():
+        if key not in effective:
+            settings[key] = value
     return settings
 
 
@@ -131,50 +154,59 @@ class ThriftServer:
 
 
 def start(spark) -> ThriftServer:
-    """Start HiveThriftServer2 in ``spark``, which must have been built with singleSession,
-    after registering the mx functions under the server's policy.
+    """Start HiveThriftServer2 in ``spark`` with the mx functions and the server's rules in
+    every JDBC session.
 
+    Each connection gets a new session made from ``spark`` (or, with
+    ``spark.sql.hive.thriftServer.singleSession=true``, all share one new session), so the
+    functions, the rules and the login settings are in place before the server starts.
     Uses ``startWithSparkSession(session, exitOnError=false)``: ``startWithContext`` calls
-    ``System.exit`` when the port is taken, which would kill the JVM under Python.
+    ``System.exit`` when the port is taken, which would kill the JVM under Python. Raises
+    ConfigError for a malformed ``spark.mxsql.*`` setting.
     """
-    if spark.conf.get(_SINGLE_SESSION, "false").lower() != "true":
-        raise ConfigError(
-            f"{_SINGLE_SESSION} must be true before the session starts (a static setting): "
-            "otherwise JDBC connections cannot see the mx functions"
-        )
-    _fix_model_sources(spark)
     # mxsql_s3's endpoint and profile options may only repeat the server's: otherwise a
     # JDBC user could read with another profile of this host's credentials, or send them
     # to another endpoint. No SQL statement can change a registered class.
     register_all(spark, fixed_by_server=True)
+    prepare_sessions(spark, ServerRules(spark, _path_rules(spark)))
+    _login_settings_for_hive(spark)
     _skip_hive_function_registry(spark)
     # Open the metastore now: a bad one (URL, JDBC driver, a Derby home another process
     # holds) fails the start, not the first query, and a new schema exists before anyone
     # connects.
     spark.catalog.databaseExists("default")
+    session = spark._jsparkSession
+    if spark.conf.get(_SINGLE_SESSION, "false").strip().lower() == "true":
+        # A session made after prepare_sessions has the rules; spark itself has none.
+        session = session.newSession()
     thrift_server = spark._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2
-    jserver = thrift_server.startWithSparkSession(spark._jsparkSession, False)
+    jserver = thrift_server.startWithSparkSession(session, False)
     return ThriftServer(spark, jserver)
 
 
-def _fix_model_sources(spark) -> None:
-    """Make the ``spark.mxsql.*`` keys that SET may not change static in this JVM.
+def _path_rules(spark) -> PathRules:
+    """The warehouse and ``spark.mxsql.server.allowedPaths``, on the default file system."""
+    default_fs = spark._jsc.hadoopConfiguration().get("fs.defaultFS", "file:///")
+    return PathRules.from_settings(
+        spark.conf.get(ALLOWED_PATHS_KEY, None), spark.conf.get("spark.sql.warehouse.dir"),
+        default_fs=default_fs,
+    )
 
-    Every connection shares the server's session: the workers would refuse a fixed key's
-    new value at the next mx query of *every* connection. As a static key, Spark refuses
-    the SET itself, in the connection that tried it. Covers the global fixed keys and
-    every key of each configured model.
+
+def _login_settings_for_hive(spark) -> None:
+    """Give Hive's authentication providers the ``hive.server2.authentication.*`` keys as
+    JVM system properties, where the fresh ``HiveConf`` each login builds finds them.
+
+    Hive users give these with ``--hiveconf`` or in the properties file (here
+    ``spark.hadoop.`` keys), which that ``HiveConf`` never sees: without this, every LDAP
+    login fails. None of these keys holds a password (Hive 2.3's LDAP provider binds as
+    the user who logs in).
     """
-    settings = settings_from_session(spark)
-    keys = [PREFIX + key.name for key in GLOBAL_KEYS if not key.settable]
-    keys += [model_key(m.name, key.name) for m in settings.models for key in MODEL_KEYS]
-    sql_conf = spark._jvm.org.apache.spark.sql.internal.SQLConf
-    for key in keys:
-        if not sql_conf.isStaticConfigKey(key):
-            sql_conf.buildStaticConf(key).doc(
-                "Fixed when mxsql-thriftserver starts: where models are loaded from is the "
-                "server's policy, not a connection's."
-            ).stringConf().createOptional()
+    system = spark._jvm.java.lang.System
+    prefix = _HADOOP + _AUTH_PREFIX
+    for key, value in spark.conf.getAll.items():
+        if key.startswith(prefix):
+            system.setProperty(key[len(_HADOOP):], value)
 
 
 def _skip_hive_function_registry(spark) -> None:
@@ -208,7 +240,7 @@ def _skip_hive_function_registry(spark) -> None:
             .invokeWithArguments([2])
     except Py4JJavaError as e:
         _log.warning("could not mark Hive's functions as registered (%s): closing a JDBC "
-                     "session may fail with NoClassDefFoundError", _java_reason(e))
+                     "session may fail with NoClassDefFoundError", root_cause_text(e))
 
 
 def _configure_logging() -> None:
@@ -265,14 +297,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if not stop.event.is_set():
             server = start(spark)
-            _log.info("listening on %s:%d (%s)", *server.address, server.jdbc_url)
+            _log.info("%s", listening_message(*server.address, server.jdbc_url))
         while not stop.event.wait(_LIVENESS_SECONDS):
             if spark.sparkContext._jsc.sc().isStopped():
                 _log.error("the Spark context stopped, so the server stops")
                 status = 1
                 break
     except (Py4JError, PySparkException, MxsqlError) as e:  # port taken, bad metastore
-        _log.error("the Thrift server failed: %s", _java_reason(e))
+        _log.error("the Thrift server failed: %s", root_cause_text(e))
         status = 1
     if stop.event.is_set():
         _log.info("%s received: stopping", stop.signal_name)
@@ -289,14 +321,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         except Py4JError:
             _log.info("Spark had already stopped")
     return status
-
-
-def _java_reason(error: Exception) -> str:
-    """The root cause's text when a Java exception is behind ``error``."""
-    java = getattr(error, "java_exception", None) or getattr(error, "_origin", None)
-    while java is not None and java.getCause() is not None:
-        java = java.getCause()
-    return str(java.toString()) if java is not None else str(error)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional
 
 import psutil
 
+from mxsql.udfs.logs import ModelLoad, parse_loaded_models
 from tests.servers import free_port, poll, spark_home
 
 __all__ = ["VENV_PYTHON", "StandaloneCluster"]
@@ -147,6 +148,11 @@ class StandaloneCluster:
                 with open(path, "rb") as f:
                     logs[path] = f.read().decode("utf-8", "replace")
         return logs
+
+    def model_loads(self, app_id: str = "app-*") -> List[ModelLoad]:
+        """Every "loaded model" line in the executors' stderr."""
+        return [load for text in self.executor_logs(app_id).values()
+                for load in parse_loaded_models(text)]
 
     def grep_executor_logs(self, pattern: "re.Pattern", app_id: str = "app-*") -> List:
         """Every match of ``pattern`` in the executors' stderr, as ``findall`` gives them."""

@@ -12,6 +12,10 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+# Sessions and shells started by tests use temporary cache directories: building a JVM
+# start-up archive in each would only load the machine. tests/test_jvm_archive.py turns
+# it on where it is tested.
+os.environ.setdefault("MXSQL_JVM_ARCHIVE", "off")
 
 from demo import digits as digits_demo  # noqa: E402
 from demo import zoo  # noqa: E402

@@ -9,15 +9,15 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import psutil
+
+from mxsql.registry import serverprocess
 
 __all__ = [
     "free_port",
@@ -28,9 +28,6 @@ __all__ = [
     "pyhive_rows",
     "PostgresServer",
 ]
-
-_VENV_BIN = os.path.dirname(sys.executable)
-_LISTENING = re.compile(r"mxsql-thriftserver: listening on ([0-9.]+):(\d+)")
 
 
 def free_port() -> int:
@@ -59,105 +56,28 @@ def spark_home() -> str:
     return os.path.dirname(pyspark.__file__)
 
 
-class ThriftServerProcess:
-    """``mxsql-thriftserver`` in a child process of its own process group.
-
-    stderr (the server's log, which in local mode carries the Python workers' stderr
-    too) goes to ``log_path``. ``start`` returns once the server logs where it listens.
-    """
-
-    def __init__(self, args: Sequence[str], *, log_path: str, env: Optional[Dict[str, str]] = None,
-                 deadline: float = 120.0):
-        self.args = list(args)
-        self.log_path = log_path
-        self.env = {**os.environ, **(env or {})}
-        self.deadline = deadline
-        self.process: Optional[subprocess.Popen] = None
-        self.host: Optional[str] = None
-        self.port: Optional[int] = None
-
-    def start(self) -> "ThriftServerProcess":
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [os.path.join(_VENV_BIN, "mxsql-thriftserver"), *self.args],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self.env,
-                start_new_session=True,
-            )
-        try:
-            match = poll(self._listening, deadline=self.deadline,
-                         what=f"mxsql-thriftserver to listen (log {self.log_path})")
-        except Exception:
-            self.kill()
-            raise
-        self.host, self.port = match.group(1), int(match.group(2))
-        return self
-
-    def _listening(self):
-        if self.process.poll() is not None:
-            raise RuntimeError(
-                f"mxsql-thriftserver exited with {self.process.returncode}:\n{self.log()[-3000:]}"
-            )
-        return _LISTENING.search(self.log())
-
-    def log(self, start: int = 0) -> str:
-        """The server's log from byte ``start``."""
-        with open(self.log_path, "rb") as f:
-            f.seek(start)
-            return f.read().decode("utf-8", "replace")
-
-    def log_size(self) -> int:
-        return os.path.getsize(self.log_path)
-
-    @property
-    def url(self) -> str:
-        return f"jdbc:hive2://{self.host}:{self.port}/"
+class ThriftServerProcess(serverprocess.ThriftServerProcess):
+    """``mxsql-thriftserver`` in a child process (:mod:`mxsql.registry.serverprocess`),
+    whose processes a test can watch."""
 
     def processes(self) -> List[psutil.Process]:
         """The server and every process under it (the JVM, Python workers)."""
         root = psutil.Process(self.process.pid)
         return [root, *root.children(recursive=True)]
 
-    def stop(self, signum: int = signal.SIGTERM, *, group: bool = False,
-             deadline: float = 60.0) -> int:
-        """Send ``signum`` (to the process group when ``group``, as Ctrl-C does); the exit code."""
-        if group:
-            os.killpg(self.process.pid, signum)
-        else:
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(deadline)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
 
-    def kill(self) -> None:
-        """Kill the server's process group if anything in it still runs."""
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
-
-    def __enter__(self) -> "ThriftServerProcess":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.stop()
-        self.kill()
-
-
-def beeline(url: str, sql: str, *, deadline: float = 180.0) -> Tuple[int, str, str]:
+def beeline(url: str, sql: str, *, deadline: float = 180.0, user: Optional[str] = None,
+            password: Optional[str] = None) -> Tuple[int, str, str]:
     """Run Spark's bundled beeline on ``sql``; (exit code, stdout as TSV, stderr).
 
     The statement list must end with ``;``: without it beeline waits for more input.
+    ``user`` and ``password`` log in (``-n``, ``-p``).
     """
     if not sql.rstrip().endswith(";"):
         raise ValueError("beeline -e needs a trailing ';'")
+    login = [*(["-n", user] if user else []), *(["-p", password] if password else [])]
     done = subprocess.run(
-        [os.path.join(spark_home(), "bin", "beeline"), "-u", url, "--silent=true",
+        [os.path.join(spark_home(), "bin", "beeline"), "-u", url, *login, "--silent=true",
          "--showHeader=false", "--outputformat=tsv2", "-e", sql],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=deadline,
         env={**os.environ, "SPARK_HOME": spark_home()},

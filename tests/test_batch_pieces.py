@@ -36,25 +36,35 @@ def _pieces_run(model, monkeypatch):
     runs = []
     forward = model._forward
 
-    def recording(chunk, shape, batch_size):
+    def recording(chunk, shape):
         runs.append((len(chunk), shape))
-        return forward(chunk, shape, batch_size)
+        return forward(chunk, shape)
 
     monkeypatch.setattr(model, "_forward", recording)
     return runs
 
 
+def _bound_batch_shapes(model):
+    """The batch dimension of the input of every executor MXNet has bound for ``model``."""
+    return {exe.arg_dict["data"].shape[0] for exe in model.network._executors.values()}
+
+
 def test_short_batch_runs_in_pieces_of_short_batch_the_last_padded(model, pixels, monkeypatch):
     runs = _pieces_run(model, monkeypatch)
-    model.predict(pixels[:53], 32)
-    assert SHORT_BATCH == 4
-    assert runs == [(32, 32)] + [(4, 4)] * 5 + [(1, 4)]
+    model.predict(pixels[:53], 32)  # a full batch of 32, then a short one of 21
+    assert runs[0] == (32, 32)
+    pieces = runs[1:]
+    assert sum(images for images, _ in pieces) == 21
+    assert {shape for _, shape in pieces} == {SHORT_BATCH}
+    assert all(images == SHORT_BATCH for images, _ in pieces[:-1]), "only the last is padded"
+    blank = sum(shape - images for images, shape in pieces)
+    assert blank < SHORT_BATCH and blank < 32 - 21, "cheaper than padding to the batch size"
 
 
 def test_a_worker_binds_two_batch_shapes_whatever_the_batch_sizes(model, pixels):
     for n in range(1, 54):
         model.predict(pixels[:n], 32)
-    assert set(model._executors) == {32, SHORT_BATCH}
+    assert _bound_batch_shapes(model) == {32, SHORT_BATCH}
 
 
 def test_a_batch_size_below_short_batch_pads_to_the_batch_size(model, pixels, monkeypatch):

@@ -29,6 +29,7 @@ import pytest
 from PIL import Image
 
 from demo import digits as digits_demo
+from mxsql.udfs.logs import parse_loaded_models
 from tests import imagekit, servers
 from tests.cluster import VENV_PYTHON, StandaloneCluster
 from tests.test_inference_errors import _picky_model
@@ -44,7 +45,6 @@ _DRIVER_CONTAINER_MB = _DRIVER_MEMORY_MB + max(384, _DRIVER_MEMORY_MB // 10)
 _FAULT_IMAGES = 2_000
 _FLOW_IMAGES = 20_000
 _WIDE_SIDE = 224  # input side of the 'wide' model: 224 x 224 RGB
-_LOADED = re.compile(r"loaded model '(\w+)' from \S+ in [\d.]+ s \(pid (\d+)\)")
 _FETCHED = re.compile(r"fetched (\S+) into \S+ \((\d+) bytes\) in [\d.]+ s \(pid (\d+)\)")
 _RUNS_ON = re.compile(r"DEBUG mxsql: model '(\w+)' runs on (\d+) rows \(pid (\d+)\)")
 _LABEL_OF_PATH = r"regexp_extract(path, '([a-z]+)-[0-9]+\\.png$', 1)"
@@ -191,8 +191,7 @@ def test_mxsql_shell_classifies_on_the_cluster(cluster, models, folders, tmp_pat
     assert images == classified == _FAULT_IMAGES
     assert right >= 0.9 * images
     (app,) = [a for a in cluster.state()["completedapps"] if a["name"] == "mxsql-shell-on-cluster"]
-    loads = [pid for model, pid in cluster.grep_executor_logs(_LOADED, app["id"])
-             if model == "default"]
+    loads = [load.pid for load in cluster.model_loads(app["id"]) if load.model == "default"]
     assert len(loads) == 2, "each executor's Python worker loads the model once"
 
 
@@ -261,11 +260,10 @@ def test_model_loads_once_per_python_worker_and_is_fetched_once_per_machine(
                                            f"{_LABEL_OF_PATH} FROM faults")))
     assert results[0] == results[1] == results[2]
     assert sum(label == truth for _, label, truth in results[0]) >= 0.9 * _FAULT_IMAGES
-    loads = Counter(pid for model, pid in cluster.grep_executor_logs(_LOADED, app_id)
-                    if model == "default")
+    loads = Counter(load.pid for load in cluster.model_loads(app_id) if load.model == "default")
     assert loads and set(loads.values()) == {1}, f"loads per Python worker: {loads}"
     executors_loading = [path for path, text in cluster.executor_logs(app_id).items()
-                         if any(model == "default" for model, _ in _LOADED.findall(text))]
+                         if any(load.model == "default" for load in parse_loaded_models(text))]
     assert len(executors_loading) >= 2, "the model was loaded on each executor"
     fetched = Counter(uri for uri, _, _ in cluster.grep_executor_logs(_FETCHED))
     served = {f"{model_server.url}/digits/{name}" for name in

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from pyspark.errors import PythonException
 from pyspark.sql import functions as F
 
 from demo import digits as digits_demo
@@ -95,7 +96,8 @@ def test_top_k_beyond_the_classes_gives_every_class(spark, digits_table):
 def test_top_k_of_null_k_is_null_and_bad_k_fails(spark, digits_table):
     (row,) = spark.sql("SELECT mx_top_k(content, CAST(NULL AS INT)) k FROM digits LIMIT 1").collect()
     assert row.k is None
-    with pytest.raises(Exception, match="ArgumentError: mx_top_k: k must be a positive integer, got 0"):
+    with pytest.raises(PythonException,
+                       match="ArgumentError: mx_top_k: k must be a positive integer, got 0"):
         spark.sql("SELECT mx_top_k(content, 0) FROM digits LIMIT 1").collect()
 
 
@@ -149,13 +151,24 @@ def test_bad_rows_in_top_k_are_null(spark, mixed_table):
 def test_on_error_fail_names_the_reason_and_the_path(spark, mixed_table):
     spark.sql("SET spark.mxsql.onError=fail")
     try:
-        with pytest.raises(Exception) as failure:
+        with pytest.raises(PythonException, match=r"RowError: cannot classify image "
+                                                  r"bad/[a-z-]+ with model 'default': "
+                                                  r"[^\n]*spark\.mxsql\.onError=fail"):
             spark.sql("SELECT mx_classify(content, 'default', path) FROM mixed").collect()
-        message = str(failure.value)
-        assert "RowError" in message and "bad/" in message and "onError=fail" in message
     finally:
         spark.sql("SET spark.mxsql.onError=null")
     assert spark.sql("SELECT count(mx_classify(content)) n FROM mixed").first().n == 6
+
+
+def test_on_error_fail_without_path_says_how_to_name_the_file(spark, mixed_table):
+    spark.sql("SET spark.mxsql.onError=fail")
+    try:
+        with pytest.raises(PythonException, match=r"RowError: cannot classify an image \(pass "
+                                                  r"its path as the fourth argument of "
+                                                  r"mx_top_k to name the file\) with model"):
+            spark.sql("SELECT mx_top_k(content, 2) FROM mixed").collect()
+    finally:
+        spark.sql("SET spark.mxsql.onError=null")
 
 
 def test_set_of_a_model_source_is_refused_at_the_next_query(spark, digits_table):
@@ -163,7 +176,8 @@ def test_set_of_a_model_source_is_refused_at_the_next_query(spark, digits_table)
     registered = spark.conf.get(key)
     spark.sql(f"SET {key}=/somewhere/else")
     try:
-        with pytest.raises(Exception, match=f"{key} cannot be changed with SET"):
+        with pytest.raises(PythonException,
+                           match=f"ConfigError: {key} cannot be changed with SET"):
             spark.sql("SELECT mx_classify(content) FROM digits LIMIT 1").collect()
     finally:
         spark.conf.set(key, registered)
@@ -178,9 +192,9 @@ def test_dataframe_api_calls_the_registered_functions(spark, digits):
 
 
 def test_reading_fields_of_one_call_runs_the_network_once(spark, digits_table):
-    plan = spark.sql(
-        "SELECT c.label, c.probability FROM (SELECT mx_classify(content) c FROM digits)"
-    )._jdf.queryExecution().executedPlan().toString()
+    (plan,) = spark.sql(
+        "EXPLAIN SELECT c.label, c.probability FROM (SELECT mx_classify(content) c FROM digits)"
+    ).first()
     assert plan.count("ArrowEvalPython") == 1 and plan.count("mx_classify(") == 1
 
 
@@ -190,23 +204,27 @@ def _one(spark, sql):
 
 @pytest.mark.parametrize("setting, message", [
     ({"spark.mxsql.model.missing.uri": "/no/such/model"},
-     "spark.mxsql.model.missing.uri: file not found: /no/such/model-symbol.json"),
+     "ModelLoadError: spark.mxsql.model.missing.uri: file not found: "
+     "/no/such/model-symbol.json"),
 ])
 def test_missing_model_file_names_the_key(spark, mx_conf, digits_table, setting, message):
     mx_conf(setting)
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(PythonException, match=message):
         _one(spark, "SELECT mx_classify(content, 'missing') FROM digits LIMIT 1")
 
 
 def test_unknown_model_name_names_the_key(spark, digits_table):
-    with pytest.raises(Exception, match=r"unknown model 'defualt': set spark.mxsql.model.defualt.uri.*did you mean 'default'"):
+    with pytest.raises(PythonException, match=r"ConfigError: unknown model 'defualt': set "
+                                              r"spark\.mxsql\.model\.defualt\.uri.*"
+                                              r"did you mean 'default'"):
         _one(spark, "SELECT mx_classify(content, 'defualt') FROM digits LIMIT 1")
 
 
 def test_checksum_mismatch_names_the_key(spark, mx_conf, digits, digits_table):
     mx_conf({**digits_demo.model_conf(digits[0], "checked"),
              "spark.mxsql.model.checked.sha256.params": "0" * 64})
-    with pytest.raises(Exception, match=r"spark.mxsql.model.checked.sha256.params: checksum mismatch"):
+    with pytest.raises(PythonException, match=r"ModelLoadError: spark\.mxsql\.model\.checked"
+                                              r"\.sha256\.params: checksum mismatch"):
         _one(spark, "SELECT mx_classify(content, 'checked') FROM digits LIMIT 1")
 
 
@@ -225,21 +243,27 @@ def test_label_count_mismatch_names_the_key(spark, mx_conf, digits, tmp_path, di
     labels.write_text("".join(f"{n}\n" for n in digits_demo.NAMES[:9]))
     mx_conf({**digits_demo.model_conf(digits[0], "nine"),
              "spark.mxsql.model.nine.labels": str(labels)})
-    with pytest.raises(Exception, match=r"spark.mxsql.model.nine.labels: 9 labels in .* but the network outputs 10 classes"):
+    with pytest.raises(PythonException, match=r"ModelLoadError: spark\.mxsql\.model\.nine"
+                                              r"\.labels: 9 labels in .*nine\.txt but the "
+                                              r"network outputs 10 classes"):
         _one(spark, "SELECT mx_classify(content, 'nine') FROM digits LIMIT 1")
 
 
 def test_unreadable_labels_file_names_the_key(spark, mx_conf, digits, digits_table):
     mx_conf({**digits_demo.model_conf(digits[0], "binarylabels"),
              "spark.mxsql.model.binarylabels.labels": digits[0] + "-0000.params"})
-    with pytest.raises(Exception, match=r"ModelLoadError: spark.mxsql.model.binarylabels.labels: cannot read .* as UTF-8 text"):
+    with pytest.raises(PythonException, match=r"ModelLoadError: spark\.mxsql\.model\.binarylabels"
+                                              r"\.labels: cannot read .*-0000\.params as "
+                                              r"UTF-8 text"):
         _one(spark, "SELECT mx_classify(content, 'binarylabels') FROM digits LIMIT 1")
 
 
 def test_input_shape_the_network_rejects_names_the_key(spark, mx_conf, digits, digits_table):
     mx_conf({**digits_demo.model_conf(digits[0], "wrongsize"),
              "spark.mxsql.model.wrongsize.inputSize": "20"})
-    with pytest.raises(Exception, match=r"spark.mxsql.model.wrongsize.inputSize: the network rejects input shape \(1, 20, 20\)"):
+    with pytest.raises(PythonException, match=r"ModelLoadError: spark\.mxsql\.model\.wrongsize"
+                                              r"\.inputSize: the network rejects input shape "
+                                              r"\(1, 20, 20\)"):
         _one(spark, "SELECT mx_classify(content, 'wrongsize') FROM digits LIMIT 1")
 
 
@@ -250,17 +274,44 @@ def test_malformed_setting_fails_at_registration(spark, mx_conf):
         mx_conf({"spark.mxsql.batchSize": "0"})
 
 
-def test_registration_imports_no_mxnet_and_needs_no_model():
+def test_importing_the_catalog_imports_no_mxnet_and_keeps_pillows_bomb_guard():
     code = (
         "import sys\n"
         "from mxsql.registry.catalog import FUNCTIONS, register_all\n"
         "from mxsql.registry.config import settings_from_session\n"
-        "assert 'mxnet' not in sys.modules, 'registration must not import mxnet'\n"
+        "assert 'mxnet' not in sys.modules, 'importing the catalog must not import mxnet'\n"
         "from PIL import Image\n"
         "assert Image.MAX_IMAGE_PIXELS, 'importing must leave Pillow its bomb guard'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
 
 
-def test_select_without_a_model_configured_works(spark, mx_conf):
-    assert spark.sql("SELECT 1 AS one").first().one == 1
+@pytest.fixture
+def no_model(spark):
+    """The shared session with no model configured; its models come back afterwards."""
+    from mxsql.registry import register_all
+
+    models = {key: value for key, value in spark.conf.getAll.items()
+              if key.startswith("spark.mxsql.model.")}
+    assert "spark.mxsql.model.default.uri" in models
+    for key in models:
+        spark.conf.unset(key)
+    try:
+        yield register_all
+    finally:
+        for key, value in models.items():
+            spark.conf.set(key, value)
+        register_all(spark)
+
+
+def test_registration_imports_no_mxnet_and_needs_no_model(spark, no_model, monkeypatch):
+    with monkeypatch.context() as hidden:
+        hidden.setitem(sys.modules, "mxnet", None)  # from here `import mxnet` fails
+        no_model(spark)
+    png = imagekit.encode(imagekit.gradient_rgb(48, 32), "PNG").hex()
+    info = spark.sql(f"SELECT mx_image_info(X'{png}') AS info").first().info
+    assert info.asDict() == {"format": "PNG", "width": 48, "height": 32, "mode": "RGB",
+                             "error": None}
+    with pytest.raises(PythonException, match=r"ConfigError: unknown model 'default': set "
+                                              r"spark\.mxsql\.model\.default\.uri"):
+        spark.sql(f"SELECT mx_classify(X'{png}')").collect()

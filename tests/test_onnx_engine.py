@@ -1,8 +1,9 @@
 """The optional ONNX Runtime engine: same results as MXNet, one conversion per machine.
 
 A model with ``spark.mxsql.model.NAME.engine=onnxruntime`` is the same checkpoint converted
-with mxnet.onnx into spark.mxsql.cacheDir and run by ONNX Runtime. Worker logs (one
-``converted model`` line per conversion) are read from a separate driver's stderr.
+by mxsql's own converter (udfs/onnx_export.py) into spark.mxsql.cacheDir and run by ONNX
+Runtime. Worker logs (one ``converted model`` line per conversion) are read from a separate
+driver's stderr.
 """
 
 import glob
@@ -20,6 +21,7 @@ from demo import digits as digits_demo
 from demo import zoo
 from mxsql.udfs.config import parse_settings
 from mxsql.udfs.errors import ConfigError
+from mxsql.udfs.logs import parse_loaded_models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONVERTED = re.compile(r"converted model '(\S+)' to ONNX in [\d.]+ s: (\S+) \(pid (\d+)\)")
@@ -146,15 +148,15 @@ def test_changed_checkpoint_is_converted_again(digits, tmp_path):
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
     prefix = str(copy / "digits")
-    spec = parse_settings({**digits_demo.model_conf(prefix),
-                           "spark.mxsql.model.default.engine": "onnxruntime"}).model("default")
     cache = tmp_path / "cache"
+    settings = parse_settings({**digits_demo.model_conf(prefix),
+                               "spark.mxsql.model.default.engine": "onnxruntime",
+                               "spark.mxsql.cacheDir": str(cache)})
+    spec = settings.model("default")
 
     def convert():
-        model = LoadedModel(spec, spec.symbol_uri, spec.params_uri, str(copy / "synset.txt"))
-        model.use_onnxruntime(cache_dir=str(cache), symbol_path=spec.symbol_uri,
-                              params_path=spec.params_uri)
-        return model
+        return LoadedModel(spec, spec.symbol_uri, spec.params_uri, str(copy / "synset.txt"),
+                           settings=settings)
 
     first = convert()
     params = mx.nd.load(spec.params_uri)
@@ -199,8 +201,7 @@ def test_workers_convert_once_and_a_second_session_reuses_the_file(digits, tmp_p
         assert done.returncode == 0, done.stderr[-3000:]
         result = json.loads(done.stdout.strip().splitlines()[-1])
         assert result["rows"] == result["classified"] == len(paths)
-        loads = re.findall(r"loaded model 'default' from \S+ in [\d.]+ s \(pid (\d+)\)",
-                           done.stderr)
+        loads = [load for load in parse_loaded_models(done.stderr) if load.model == "default"]
         assert loads, done.stderr[-3000:]
         return CONVERTED.findall(done.stderr)
 

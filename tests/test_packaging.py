@@ -36,6 +36,7 @@ def test_wheel_holds_only_the_mxsql_namespace(wheel):
     assert tops == {"mxsql"}
     assert "mxsql/registry/spark-defaults.conf" in names
     assert "mxsql/udfs/functions.py" in names
+    assert "mxsql/udfs/s3/client.py" in names
 
 
 def test_regular_install_imports(wheel, tmp_path):

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow.parquet as pq
 import pytest
+from pyspark.errors import AnalysisException, PythonException
 
 from demo import digits as digits_demo
 from tests.s3server import FAKE_CREDENTIALS, FaultyProxy, MotoServer
@@ -26,8 +27,9 @@ for _name, _value in FAKE_CREDENTIALS.items():
 
 from mxsql.udfs import artifacts, models  # noqa: E402
 from mxsql.udfs.config import S3Settings, Settings, parse_settings  # noqa: E402
-from mxsql.udfs.errors import ConfigError, RowError, S3Error  # noqa: E402
-from mxsql.udfs.s3source import SCHEMA, data_source  # noqa: E402
+from mxsql.udfs.errors import ConfigError, ModelLoadError, RowError, S3Error  # noqa: E402
+from mxsql.udfs.s3.options import SCHEMA  # noqa: E402
+from mxsql.udfs.s3.source import data_source  # noqa: E402
 
 IMAGES = "mxsql-images"
 MODELS = "mxsql-models"
@@ -237,7 +239,8 @@ def test_session_s3_settings_apply_when_options_are_absent(spark, mx_conf, moto,
 
 
 def test_sql_direct_query_on_a_path_is_not_supported_by_spark(spark):
-    with pytest.raises(Exception, match="UNSUPPORTED_DATASOURCE_FOR_DIRECT_QUERY"):
+    with pytest.raises(AnalysisException, match=r"UNSUPPORTED_DATASOURCE_FOR_DIRECT_QUERY.*"
+                                                r"mxsql_s3"):
         spark.sql(f"SELECT * FROM mxsql_s3.`s3://{IMAGES}/digits/`").collect()
 
 
@@ -245,12 +248,15 @@ def test_persistent_table_is_refused_with_the_temporary_view_form(spark, moto):
     """Spark 4.3 keeps a Python data source table in the metastore but not its OPTIONS."""
     spark.sql("DROP TABLE IF EXISTS s3_images_persistent")
     try:
-        with pytest.raises(Exception, match="CREATE TEMPORARY VIEW name USING mxsql_s3"):
+        with pytest.raises(AnalysisException, match=r"ConfigError: .*persistent CREATE TABLE "
+                                                    r".*CREATE TEMPORARY VIEW name USING "
+                                                    r"mxsql_s3"):
             spark.sql(f"CREATE TABLE s3_images_persistent USING mxsql_s3 "
                       f"OPTIONS (path 's3://{IMAGES}/digits/', endpoint '{moto.endpoint}')")
         spark.sql("CREATE TABLE s3_images_persistent (path STRING, content BINARY) "
                   f"USING mxsql_s3 OPTIONS (path 's3://{IMAGES}/digits/')")
-        with pytest.raises(Exception, match="needs a path.*CREATE TEMPORARY VIEW"):
+        with pytest.raises(AnalysisException, match=r"ConfigError: mxsql_s3 needs a path: "
+                                                    r".*CREATE TEMPORARY VIEW"):
             spark.sql("SELECT count(*) FROM s3_images_persistent").collect()
     finally:
         spark.sql("DROP TABLE IF EXISTS s3_images_persistent")
@@ -284,23 +290,27 @@ def test_server_allows_its_own_endpoint_no_option_and_any_region(moto, images):
 # ----------------------------------------------------------------------------- errors
 
 def test_no_such_bucket_names_the_bucket(spark, moto):
-    with pytest.raises(Exception, match="no such bucket 'mxsql-nothing-here'"):
+    with pytest.raises(AnalysisException, match=r"S3Error: mxsql_s3: cannot list "
+                                                r"s3://mxsql-nothing-here/images/: "
+                                                r"no such bucket 'mxsql-nothing-here'"):
         _read(spark, moto, "s3://mxsql-nothing-here/images/").collect()
 
 
 def test_missing_prefix_is_path_not_found(spark, moto, images):
-    with pytest.raises(Exception, match=f"path not found: no object under s3://{IMAGES}/nope/"):
+    with pytest.raises(AnalysisException, match=f"S3Error: mxsql_s3: path not found: no object "
+                                                f"under s3://{IMAGES}/nope/"):
         _read(spark, moto, f"s3://{IMAGES}/nope/").collect()
 
 
 def test_unknown_option_is_named_with_a_suggestion(spark, moto):
-    with pytest.raises(Exception, match="unknown option 'globfilter'; did you mean "
-                                        "'pathGlobFilter'"):
+    with pytest.raises(AnalysisException, match="ConfigError: mxsql_s3: unknown option "
+                                                "'globfilter'; did you mean 'pathGlobFilter'"):
         _read(spark, moto, f"s3://{IMAGES}/digits/", globFilter="*.png").collect()
 
 
 def test_non_s3_path_is_refused(spark, moto):
-    with pytest.raises(Exception, match="path '/tmp/images' is not an S3 URI"):
+    with pytest.raises(AnalysisException, match="ConfigError: mxsql_s3: path '/tmp/images' is "
+                                                "not an S3 URI"):
         _read(spark, moto, "/tmp/images").collect()
 
 
@@ -397,7 +407,8 @@ def test_insert_into_a_temporary_view_appends_and_overwrites(spark, moto, s3, re
 def test_writing_to_a_bucket_root_is_refused_and_deletes_nothing(spark, moto, s3, results):
     s3.put_object(Bucket=results, Key="keep/me.txt", Body=b"precious")
     frame = spark.createDataFrame([("a.png", "one")], "path string, label string")
-    with pytest.raises(Exception, match=f"cannot write to the root of bucket '{results}'"):
+    with pytest.raises(AnalysisException, match=f"S3Error: mxsql_s3: cannot write to the root "
+                                                f"of bucket '{results}'"):
         frame.write.format("mxsql_s3").option("endpoint", moto.endpoint) \
             .mode("overwrite").save(f"s3://{results}/")
     assert s3.get_object(Bucket=results, Key="keep/me.txt")["Body"].read() == b"precious"
@@ -416,7 +427,9 @@ def test_failed_write_leaves_the_previous_output_and_no_partial_files(
         df = _read(spark, moto, f"s3://{IMAGES}/digits/", maxKeysPerPartition="90") \
             .selectExpr("path", "IF(path LIKE '%/zero/%', X'00', content) AS content") \
             .selectExpr("path", "mx_classify(content, 'default', path).label AS label")
-        with pytest.raises(Exception, match="cannot classify image s3://.*/zero/"):
+        with pytest.raises(PythonException, match=f"RowError: cannot classify image "
+                                                  f"s3://{IMAGES}/digits/zero/[^ ]+ with model "
+                                                  f"'default'"):
             df.write.format("mxsql_s3").option("endpoint", moto.endpoint) \
                 .mode("overwrite").save(prefix)
     finally:
@@ -486,11 +499,14 @@ def test_same_uri_on_another_endpoint_is_another_cache_entry(tmp_path):
 
 
 def test_missing_model_file_names_the_key_and_the_bucket(moto, s3_model, tmp_path):
-    with pytest.raises(Exception, match=r"spark.mxsql.model.m.uri: cannot fetch "
-                                        r"s3://mxsql-models/nothing-symbol.json: no such key"):
+    with pytest.raises(ModelLoadError, match=r"spark\.mxsql\.model\.m\.uri: cannot fetch "
+                                             r"s3://mxsql-models/nothing-symbol\.json: "
+                                             r"no such key"):
         artifacts.fetch(f"s3://{MODELS}/nothing-symbol.json", key="spark.mxsql.model.m.uri",
                         cache_dir=str(tmp_path), s3=S3Settings(endpoint=moto.endpoint))
-    with pytest.raises(Exception, match="no such bucket 'mxsql-no-models'"):
+    with pytest.raises(ModelLoadError, match=r"spark\.mxsql\.model\.m\.uri: cannot fetch "
+                                             r"s3://mxsql-no-models/m-symbol\.json: "
+                                             r"no such bucket 'mxsql-no-models'"):
         artifacts.fetch("s3://mxsql-no-models/m-symbol.json", key="spark.mxsql.model.m.uri",
                         cache_dir=str(tmp_path), s3=S3Settings(endpoint=moto.endpoint))
 

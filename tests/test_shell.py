@@ -21,6 +21,7 @@ from mxsql.registry.shell import (
     EXIT_FAILURE,
     EXIT_MISSING_FILE,
     Shell,
+    mx_function_guess,
     parse_args,
     session_conf,
     worker_error,
@@ -209,10 +210,37 @@ def test_failing_statement_prints_sparks_message_and_stops(shell):
     assert "Traceback" not in shell.err.getvalue()
 
 
-def test_errors_ignore_runs_the_statements_after_a_failure(shell):
-    status = shell.run_text("SET hive.cli.errors.ignore=true; SELECT nosuch(1); SELECT 2")
+def test_errors_ignore_runs_the_statements_after_a_failure(spark):
+    shell = Shell(spark, out=io.StringIO(), err=io.StringIO(),
+                  hive_conf={"hive.cli.errors.ignore": "true"})  # --hiveconf, as spark-sql
+    try:
+        status = shell.run_text("SELECT nosuch(1); SELECT 2")
+    finally:
+        shell.close()
     assert status == 0
-    assert shell.out.getvalue().endswith("2\n")
+    assert shell.out.getvalue() == "2\n"
+
+
+def test_wrong_arguments_are_one_line_naming_the_call_form(shell, digits_table):
+    assert shell.run_statement("SELECT mx_top_k(content) FROM digits") == EXIT_FAILURE
+    error = shell.err.getvalue()
+    assert error.count("\n") == 1, error
+    assert "mx_top_k takes 2 to 4 arguments, got 1; call it as " \
+           "mx_top_k(content BINARY, k INT [, model STRING [, path STRING]])" in error
+
+
+def test_a_misspelt_mx_function_gets_a_suggestion(shell, digits_table):
+    assert shell.run_text("SELECT mx_clasify(content) FROM digits") == EXIT_FAILURE
+    first = shell.err.getvalue().splitlines()[0]
+    assert first.startswith("[UNRESOLVED_ROUTINE] Cannot resolve routine `mx_clasify`")
+    assert first.endswith("; did you mean mx_classify?")
+
+
+def test_only_names_close_to_an_mx_function_get_a_suggestion():
+    assert mx_function_guess("`spark_catalog`.`default`.`mx_image_inf`") == "mx_image_info"
+    assert mx_function_guess("`mx_topk`") == "mx_top_k"
+    assert mx_function_guess("`nosuch`") is None
+    assert mx_function_guess("`upper`") is None
 
 
 def test_set_of_a_bad_mxsql_value_is_rejected_and_undone(shell, spark):
@@ -346,7 +374,7 @@ def test_spark_submit_options_arrive_in_the_session(piped_run):
 def test_properties_file_replaces_mxsqls_defaults(piped_run):
     _, settings, _ = piped_run
     assert settings["spark.sql.shuffle.partitions"] == "7"
-    assert settings["spark.sql.files.openCostInBytes"] != "131072"
+    assert settings["spark.sql.files.openCostInBytes"] == "4194304b"  # Spark's own default
 
 
 def test_worker_error_is_one_line_and_task_logs_are_quiet(piped_run):
@@ -371,6 +399,9 @@ def test_silent_run_has_no_master_line_and_no_progress_bar(piped_run):
 # -- the console script on a terminal (slow: one run of about 40 s) -----------------------
 
 LONG_QUERY = "SELECT sum(hash(id)) FROM range(0, 100000000000, 1, 2);\n"  # minutes of work
+# The line before "Time taken": a one-row result, after any progress bar the terminal showed
+# and cleared (the transcript keeps the bars and the clearing spaces, without the \r).
+RESULT_LINE = r"(?:\[Stage \d+:[^\]\n]*\]| )*([^\n]*)\nTime taken"
 
 
 @pytest.fixture(scope="module")
@@ -384,16 +415,16 @@ def terminal(tmp_path_factory):
         term.send("SELECT\n")
         term.expect(r"\n {15}> ")  # the continuation prompt, as wide as the prompt
         term.send("6 * 7 AS answer;\n")
-        steps["answer"] = term.expect(r"(\d+)\nTime taken").group(1)
+        steps["answer"] = term.expect(RESULT_LINE).group(1)
         term.expect(r"mxsql \(default\)> ")
         term.send(LONG_QUERY)
-        steps["progress"] = term.expect(r"\[Stage \d+:").group(0)
+        steps["progress"] = term.expect(r"\[Stage \d+:[^\]\n]*\]").group(0)
         term.interrupt()
         term.expect(r"Interrupting\.\.\.")
         term.expect(r"mxsql \(default\)> ", timeout=120)
         steps["alive"] = term.process.poll() is None
         term.send("SELECT 'still here';\n")
-        steps["after"] = term.expect(r"(still here)\nTime taken").group(1)
+        steps["after"] = term.expect(RESULT_LINE).group(1)
         term.expect(r"mxsql \(default\)> ")
         term.send("\x04")
         steps["exit"] = term.close()
@@ -411,7 +442,9 @@ def test_terminal_prompts_and_reads_multi_line_statements(terminal):
 
 @pytest.mark.slow
 def test_terminal_shows_the_progress_bar(terminal):
-    assert terminal["progress"].startswith("[Stage")
+    # The long query's one stage: its bar, then (done + running) / all of its 2 tasks.
+    assert re.fullmatch(r"\[Stage \d+:[=> ]*\(\d+ \+ \d+\) / 2\]", terminal["progress"]), \
+        terminal["progress"]
 
 
 @pytest.mark.slow

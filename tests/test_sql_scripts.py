@@ -93,17 +93,25 @@ def test_create_image_table_reads_matching_files_in_every_folder(catalog, image_
 
 
 @pytest.mark.slow
-def test_classify_gives_the_label_of_the_first_images(catalog, model_args, image_folder):
-    rows = run_script(catalog, model_args, "classify.sql", table="images", model="default",
-                      limit=5)
+def test_classify_gives_the_label_of_the_first_images(spark, catalog, model_args, image_folder):
     folder, _ = image_folder
-    first = sorted(
-        f"file:{os.path.join(d, f)}" for d, _, files in os.walk(folder) for f in files
-        if f.endswith(".png")
-    )[:5]
-    assert [row[0] for row in rows] == first
-    for path, label, probability in rows:
-        assert label in digits_demo.NAMES or label == "NULL"
+    files = sorted(os.path.join(d, f) for d, _, names in os.walk(folder) for f in names
+                   if f.endswith(".png"))
+    bad = {os.path.join(folder, name) for name in BAD_FILES}
+    # The first images by path, up to and including the first undecodable one.
+    first = files[:1 + min(files.index(path) for path in bad)]
+    rows = run_script(catalog, model_args, "classify.sql", table="images", model="default",
+                      limit=len(first))
+    assert [row[0] for row in rows] == [f"file:{path}" for path in first]
+    expected = {r.path: r.c for r in spark.createDataFrame(
+        [(p, open(p, "rb").read()) for p in first], "path string, content binary",
+    ).selectExpr("path", "mx_classify(content) AS c").collect()}
+    for (_, label, probability), path in zip(rows, first):
+        if path in bad:
+            assert (label, probability) == ("NULL", "NULL"), path
+        else:
+            assert label == expected[path].label, path
+            assert float(probability) == pytest.approx(expected[path].probability, abs=1e-4)
 
 
 @pytest.mark.slow

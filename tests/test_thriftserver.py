@@ -1,6 +1,6 @@
 """mxsql-thriftserver: Spark's Thrift server with the mx functions, for BI tools.
 
-The server runs in its own process (it needs singleSession, a static setting) with a
+The server runs in its own process (static settings of its own) with a
 home of its own (its own Derby metastore), is reached with Spark's bundled beeline and
 with PyHive, and is stopped by the test that started it. Its stderr carries the Python
 workers' stderr (local mode): the tests read model loads and, with MXSQL_LOG_LEVEL=DEBUG,
@@ -21,13 +21,14 @@ import psutil
 import pytest
 
 from demo import digits as digits_demo
-from mxsql.registry.thriftserver import HOST_KEY, PORT_KEY, server_conf
+from mxsql.registry.serverrules import ALLOWED_PATHS_KEY
+from mxsql.registry.thriftserver import AUTH_KEY, HOST_KEY, PORT_KEY, server_conf
 from mxsql.udfs.errors import ConfigError
+from mxsql.udfs.logs import parse_loaded_models
 from tests import servers
 from tests.s3server import FAKE_CREDENTIALS, MotoServer
 
 _BATCH_ROWS = 64  # spark.sql.execution.arrow.maxRecordsPerBatch the server runs with
-_LOADED = re.compile(r"loaded model 'default' from .* \(pid (\d+)\)")
 _RUNS_ON = re.compile(r"DEBUG mxsql: model 'default' runs on (\d+) rows \(pid (\d+)\)")
 _HADOOP_HOST = "spark.hadoop." + HOST_KEY
 _HADOOP_PORT = "spark.hadoop." + PORT_KEY
@@ -41,14 +42,15 @@ def test_binds_loopback_unless_told_otherwise():
 
 
 def test_host_and_port_are_shorthands_for_spark_hiveconf_settings():
-    shorthand = server_conf(host="0.0.0.0", port=10001)
-    hiveconf = server_conf(hiveconf=[f"{HOST_KEY}=0.0.0.0", f"{PORT_KEY}=10001"])
+    login = f"{AUTH_KEY}=LDAP"
+    shorthand = server_conf(host="0.0.0.0", port=10001, hiveconf=[login])
+    hiveconf = server_conf(hiveconf=[f"{HOST_KEY}=0.0.0.0", f"{PORT_KEY}=10001", login])
     assert shorthand == hiveconf
     assert shorthand[_HADOOP_HOST] == "0.0.0.0" and shorthand[_HADOOP_PORT] == "10001"
 
 
 def test_host_from_the_properties_file_is_kept():
-    conf = server_conf(base={_HADOOP_HOST: "10.1.2.3"})
+    conf = server_conf(base={_HADOOP_HOST: "10.1.2.3", "spark.hadoop." + AUTH_KEY: "LDAP"})
     assert _HADOOP_HOST not in conf  # the file's value stays in force under --conf
 
 
@@ -57,10 +59,31 @@ def test_port_that_contradicts_hiveconf_is_rejected():
         server_conf(hiveconf=[f"{PORT_KEY}=10002"], port=10001)
 
 
-def test_single_session_is_forced_and_false_is_rejected_naming_the_key():
-    assert server_conf()["spark.sql.hive.thriftServer.singleSession"] == "true"
-    with pytest.raises(ConfigError, match="spark.sql.hive.thriftServer.singleSession=false"):
-        server_conf(conf=["spark.sql.hive.thriftServer.singleSession=false"])
+def test_a_session_per_connection_unless_the_operator_asks_for_one():
+    assert "spark.sql.hive.thriftServer.singleSession" not in server_conf()  # Spark: false
+    single = server_conf(conf=["spark.sql.hive.thriftServer.singleSession=true"])
+    assert single["spark.sql.hive.thriftServer.singleSession"] == "true"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", ""])
+def test_address_beyond_loopback_without_login_is_refused_naming_the_fixes(host):
+    with pytest.raises(ConfigError, match=f"{HOST_KEY}={host} with {AUTH_KEY}=NONE: .*"
+                                          f"set {AUTH_KEY}=LDAP.*--host 127.0.0.1"):
+        server_conf(host=host)
+    with pytest.raises(ConfigError, match=f"{AUTH_KEY}=NOSASL"):
+        server_conf(hiveconf=[f"{HOST_KEY}={host}", f"{AUTH_KEY}=NOSASL"])
+
+
+def test_address_beyond_loopback_with_ldap_login_is_accepted():
+    conf = server_conf(host="0.0.0.0", hiveconf=[f"{AUTH_KEY}=LDAP"])
+    assert conf[_HADOOP_HOST] == "0.0.0.0"
+    assert server_conf(base={_HADOOP_HOST: "::1"})  # loopback in IPv6
+
+
+def test_clean_errors_are_server_defaults_an_operator_may_override():
+    assert server_conf()["spark.sql.hive.thriftServer.async"] == "false"
+    assert "spark.sql.hive.thriftServer.async" not in server_conf(
+        base={"spark.sql.hive.thriftServer.async": "true"})
 
 
 def test_malformed_setting_is_rejected_naming_the_option():
@@ -90,7 +113,9 @@ def server(digits, moto, tmp_path_factory):
     args = ["--master", "local[2]", "--port", "0", "--conf", "spark.ui.enabled=false",
             "--conf", f"spark.sql.execution.arrow.maxRecordsPerBatch={_BATCH_ROWS}",
             "--conf", f"spark.mxsql.cacheDir={root / 'cache'}",
-            "--conf", f"spark.mxsql.s3.endpoint={moto.endpoint}"]
+            "--conf", f"spark.mxsql.s3.endpoint={moto.endpoint}",
+            # The digits, the 10,000 images and the test bucket are read by path.
+            "--conf", f"{ALLOWED_PATHS_KEY}={tmp_path_factory.getbasetemp()},s3://{_BUCKET}/"]
     for key, value in digits_demo.model_conf(digits[0]).items():
         args += ["--conf", f"{key}={value}"]
     credentials = root / "credentials"
@@ -161,6 +186,11 @@ def _worker_log(server, since: int, *, expect_lines: bool = True) -> str:
     return server.log(since)
 
 
+def _default_model_loads(log: str) -> list:
+    """The pids of the workers that logged loading the model 'default', one per load."""
+    return [load.pid for load in parse_loaded_models(log) if load.model == "default"]
+
+
 @pytest.mark.slow
 def test_logs_where_it_listens_and_listens_on_loopback_only(server):
     assert f"listening on 127.0.0.1:{server.port} (jdbc:hive2://127.0.0.1:{server.port}/)" \
@@ -221,8 +251,8 @@ def test_model_is_loaded_once_per_worker_not_per_connection(server, digits_table
         for _ in range(2):
             _classify_all(server, digits_table, user=user)
             queries += 1
-    loads_here = _LOADED.findall(_worker_log(server, since))
-    per_pid = Counter(_LOADED.findall(server.log()))
+    loads_here = _default_model_loads(_worker_log(server, since))
+    per_pid = Counter(_default_model_loads(server.log()))
     assert per_pid and set(per_pid.values()) == {1}, per_pid
     assert len(loads_here) < queries
 
@@ -248,36 +278,20 @@ def test_limit_10_over_10000_images_runs_the_network_on_a_batch_or_two(server, i
 
 
 @pytest.mark.slow
-def test_set_of_a_configured_models_source_is_refused_in_that_connection(server, digits_table):
+@pytest.mark.parametrize("model", ["default", "other"])
+def test_set_of_a_models_source_is_refused_in_that_connection(server, digits_table, model):
     from pyhive import hive
 
     connection = hive.connect(host=server.host, port=server.port, auth="NONE", username="mallory")
     try:
-        with pytest.raises(hive.OperationalError, match="CANNOT_MODIFY_STATIC_CONFIG.*"
-                                                        "spark.mxsql.model.default.uri"):
-            connection.cursor().execute("SET spark.mxsql.model.default.uri=/elsewhere/net")
+        with pytest.raises(hive.OperationalError,
+                           match=f"forbids SET spark.mxsql.model.{model}.uri in a connection"):
+            connection.cursor().execute(f"SET spark.mxsql.model.{model}.uri=/elsewhere/net")
     finally:
         connection.close()
     rows = servers.pyhive_rows(server.host, server.port,
                                f"SELECT mx_classify(content).label FROM {digits_table} LIMIT 3")
     assert len(rows) == 3 and all(label in digits_demo.NAMES for (label,) in rows)
-
-
-@pytest.mark.slow
-def test_set_of_an_unknown_models_source_is_refused_at_its_next_mx_query(server, digits_table):
-    from pyhive import hive
-
-    connection = hive.connect(host=server.host, port=server.port, auth="NONE", username="mallory")
-    cursor = connection.cursor()
-    try:
-        cursor.execute("SET spark.mxsql.model.other.uri=/elsewhere/net")
-        with pytest.raises(hive.OperationalError,
-                           match="spark.mxsql.model.other.uri cannot be changed with SET"):
-            cursor.execute(f"SELECT mx_classify(content, 'other') FROM {digits_table} LIMIT 1")
-    finally:
-        # One session serves every connection: leave it as it was.
-        cursor.execute("RESET spark.mxsql.model.other.uri")
-        connection.close()
 
 
 def _s3_view_rows(server, view: str, options: str):

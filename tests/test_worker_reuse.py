@@ -6,11 +6,11 @@ read from the stderr of a separate driver process.
 
 import json
 import os
-import re
 import subprocess
 import sys
 
 from demo import digits as digits_demo
+from mxsql.udfs.logs import parse_loaded_models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,7 +51,7 @@ def test_model_loads_once_per_worker_across_three_queries(digits, tmp_path):
     for query in queries:
         assert query["rows"] == query["classified"] == len(paths)
         assert query["partitions"] >= 4
-    loads = re.findall(r"loaded model 'default' from \S+ in [\d.]+ s \(pid (\d+)\)", done.stderr)
+    loads = [load.pid for load in parse_loaded_models(done.stderr) if load.model == "default"]
     assert loads, done.stderr[-3000:]
     assert len(loads) == len(set(loads)), f"a worker loaded the model twice: {loads}"
     assert len(loads) <= 2, f"local[2] runs at most 2 Python workers at once, loads: {loads}"

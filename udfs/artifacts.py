@@ -20,7 +20,7 @@ from typing import Iterator, Optional
 from mxsql.udfs import logs
 from mxsql.udfs.config import PREFIX, S3Settings
 from mxsql.udfs.errors import ModelLoadError
-from mxsql.udfs.s3client import S3_SCHEMES, missing_reason, s3_client, split_s3_uri
+from mxsql.udfs.s3.client import S3_SCHEMES, missing_reason, s3_client, split_s3_uri
 
 __all__ = ["cache_lock", "fetch", "sha256_of"]
 

@@ -1,51 +1,100 @@
-"""Every ``spark.mxsql.*`` key: its name, default, parser and one-line doc.
+"""Every ``spark.mxsql.*`` key: one table entry each, from which the settings classes are built.
 
-This module is the one owner of key names. It lives on the worker side because a
-session's ``SET spark.mxsql.…`` reaches Python workers as task-local properties and
-must be parsed there with the same rules; the driver imports it to read its conf.
+A key is declared once, as a :class:`Key` in ``GLOBAL_KEYS``, ``S3_KEYS`` or ``MODEL_KEYS``:
+its name, the field it fills, its parser, its default and its one-line doc. ``Settings``,
+``S3Settings`` and ``ModelSpec`` are frozen dataclasses made from those tables (one field a
+key, its default the parsed default), and the README table, the commented block of
+``spark-defaults.conf`` and Spark's ``SET -v`` are rendered from them
+(``mxsql.registry.config``). The ``mxsql_s3`` data source's options are a table of the
+same :class:`Key` entries (``mxsql.udfs.s3.options``).
+
+To add a key: append one entry to its table, e.g. in ``MODEL_KEYS``
+``Key("precision", "precision", _choice("fp32", "int8"), "fp32", "One-line doc.")``
+(``settable=True`` for a global key SET may change; ``example=`` for one without a
+default); read it as ``settings.FIELD`` or ``spec.FIELD``; run ``make docs`` to rewrite
+the README's table and ``spark-defaults.conf``; add its tests. A new parser takes the
+text and raises ``InvalidValue("must be ...")`` saying what it wants.
+
+This module lives on the worker side because a session's ``SET spark.mxsql.…`` reaches
+Python workers as task-local properties and must be parsed there with the same rules; the
+driver imports it to read its conf.
 """
 
 import difflib
 import re
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Tuple
+from dataclasses import dataclass, field, make_dataclass
+from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 from mxsql.udfs.errors import ConfigError
 
 __all__ = [
     "PREFIX",
+    "S3_PREFIX",
+    "MODEL_PREFIX",
     "GLOBAL_KEYS",
+    "S3_KEYS",
     "MODEL_KEYS",
     "Key",
+    "InvalidValue",
     "S3Settings",
     "ModelSpec",
     "Settings",
     "parse_settings",
+    "parse_keys",
+    "record",
+    "global_keys",
     "model_key",
-    "describe_keys",
+    "did_you_mean",
+    "boolean",
     "nonempty_text",
     "optional_text",
     "positive_int",
 ]
 
 PREFIX = "spark.mxsql."
-_MODEL_PREFIX = PREFIX + "model."
+S3_PREFIX = PREFIX + "s3."
+MODEL_PREFIX = PREFIX + "model."
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
+class InvalidValue(ValueError):
+    """A parser's refusal of a setting's text; ``wanted`` says what the value must be.
+
+    It never holds the text itself: the caller decides whether to show it (an
+    ``mxsql_s3`` option could hold a secret).
+    """
+
+    def __init__(self, wanted: str):
+        super().__init__(wanted)
+        self.wanted = wanted
+
+
+# Parsers: text in, value out, or InvalidValue saying what is wanted. They raise it
+# ``from None`` where Python's own error would repeat the text (a possible secret) and add
+# nothing the wanted phrase does not say.
+
+def _integer(text: str, wanted: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise InvalidValue(wanted) from None
+
+
 def positive_int(text: str) -> int:
-    """A setting's text as an integer > 0 (ValueError says what is allowed)."""
-    value = int(text.strip())
+    """A setting's text as an integer > 0."""
+    wanted = "must be a positive integer"
+    value = _integer(text, wanted)
     if value <= 0:
-        raise ValueError("must be a positive integer")
+        raise InvalidValue(wanted)
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text.strip())
+    wanted = "must be an integer >= 0"
+    value = _integer(text, wanted)
     if value < 0:
-        raise ValueError("must be an integer >= 0")
+        raise InvalidValue(wanted)
     return value
 
 
@@ -53,17 +102,25 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip()
         if value not in allowed:
-            raise ValueError("must be one of " + ", ".join(allowed))
+            raise InvalidValue("must be one of " + ", ".join(allowed))
         return value
 
     return parse
+
+
+def boolean(text: str) -> bool:
+    """A setting's text as true or false (any case)."""
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false"):
+        raise InvalidValue("must be true or false")
+    return lowered == "true"
 
 
 def nonempty_text(text: str) -> str:
     """A setting's text, stripped, that must not be empty."""
     value = text.strip()
     if not value:
-        raise ValueError("must not be empty")
+        raise InvalidValue("must not be empty")
     return value
 
 
@@ -73,40 +130,46 @@ def optional_text(text: str) -> Optional[str]:
 
 
 def _input_size(text: str) -> Tuple[int, int]:
+    wanted = "must be SIZE or HEIGHT,WIDTH of positive integers, e.g. 224 or 224,224"
     parts = [p.strip() for p in text.split(",")]
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2:
-        raise ValueError("must be SIZE or HEIGHT,WIDTH, e.g. 224 or 224,224")
-    height, width = (positive_int(p) for p in parts)
+        raise InvalidValue(wanted)
+    try:
+        height, width = (positive_int(p) for p in parts)
+    except InvalidValue:
+        raise InvalidValue(wanted) from None
     return height, width
 
 
 def _channels(text: str) -> int:
-    value = int(text.strip())
+    wanted = "must be 3 (RGB) or 1 (grayscale)"
+    value = _integer(text, wanted)
     if value not in (1, 3):
-        raise ValueError("must be 3 (RGB) or 1 (grayscale)")
+        raise InvalidValue(wanted)
     return value
 
 
-def _floats(text: str) -> Tuple[float, ...]:
-    values = tuple(float(p) for p in text.split(","))
-    if not values:
-        raise ValueError("must be a comma-separated list of numbers")
-    return values
+def _floats(text: str, wanted: str = "must be a comma-separated list of numbers"):
+    try:
+        return tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise InvalidValue(wanted) from None
 
 
 def _positive_floats(text: str) -> Tuple[float, ...]:
-    values = _floats(text)
+    wanted = "must be a comma-separated list of numbers > 0"
+    values = _floats(text, wanted)
     if any(v <= 0 for v in values):
-        raise ValueError("every value must be > 0")
+        raise InvalidValue(wanted)
     return values
 
 
 def _sha256(text: str) -> str:
     value = text.strip().lower()
     if not _SHA256.match(value):
-        raise ValueError("must be 64 hexadecimal digits (a SHA-256 digest)")
+        raise InvalidValue("must be 64 hexadecimal digits (a SHA-256 digest)")
     return value
 
 
@@ -118,111 +181,194 @@ def _cache_dir(text: str) -> str:
 
 @dataclass(frozen=True)
 class Key:
-    """One configuration key: ``name`` is relative to its group (global or per model)."""
+    """One setting: its table's entry.
+
+    ``name`` is relative to its table (``batchSize``, ``sha256.params``, an ``mxsql_s3``
+    option); ``field`` is the attribute it fills; ``default`` is text, parsed like a given
+    value (None: unset, the field is None). ``example`` is what ``spark-defaults.conf``
+    shows for a key without a default. The last flags apply to one table each.
+    """
 
     name: str
-    default: Optional[str]
+    field: str
     parse: Callable[[str], object]
+    default: Optional[str]
     doc: str
-    settable: bool = False  # may a session change it with SET after registration?
+    example: Optional[str] = None
+    required: bool = False  # no default: its record cannot be made without it
+    settable: bool = False  # global keys: may a session change it with SET?
+    reading_only: bool = False  # mxsql_s3 options: refused when writing
+    fixed_by_server: bool = False  # mxsql_s3 options: on the Thrift server, only its own value
 
 
 GLOBAL_KEYS: Tuple[Key, ...] = (
-    Key("batchSize", "32", positive_int,
-        "Images per forward pass of the network; a short batch runs in pieces of 4, the "
-        "last padded with blank images (never with rows).",
+    Key("batchSize", "batch_size", positive_int, "32",
+        "Images per forward pass; a short batch runs in pieces of 4, the last padded with "
+        "blank images (never with rows), so a worker binds two batch shapes.",
         settable=True),
-    Key("onError", "null", _choice("null", "fail"),
-        "What a row that cannot be classified gives: null (NULL and a reason in "
-        "mx_image_info) or fail (the query fails, naming the reason).",
+    Key("onError", "on_error", _choice("null", "fail"), "null",
+        "null: a row that cannot be classified gives NULL and its reason in mx_image_info; "
+        "fail: the query fails naming the reason.",
         settable=True),
-    Key("maxImagePixels", "89478485", positive_int,
+    Key("maxImagePixels", "max_image_pixels", positive_int, "89478485",
         "Largest image, in pixels, that is decoded; larger ones are row errors "
         "(decompression-bomb guard, Pillow's default).",
         settable=True),
-    Key("prefetch", "true", _choice("true", "false"),
+    Key("prefetch", "prefetch", boolean, "true",
         "Decode the next Arrow batch in a background thread, at idle CPU priority, while "
-        "the network runs.",
+        "the network runs on this one.",
         settable=True),
-    Key("cacheDir", "~/.cache/mxsql", _cache_dir,
-        "Local directory where model artifacts fetched from HTTP(S) or S3 are kept, one "
-        "copy per machine."),
-    Key("s3.endpoint", None, optional_text,
-        "Endpoint URL for S3 (MinIO and other S3-compatible stores); unset = AWS."),
-    Key("s3.region", None, optional_text, "AWS region for S3; unset = boto3's default chain."),
-    Key("s3.profile", None, optional_text,
-        "AWS profile for S3 credentials; unset = boto3's default credential chain."),
+    Key("cacheDir", "cache_dir", _cache_dir, "~/.cache/mxsql",
+        "Local directory where model files fetched from HTTP(S) or S3 are kept, one copy "
+        "per machine; ~ is the home of the user each executor runs as."),
+    Key("server.allowedPaths", "server_allowed_paths", optional_text, None,
+        "mxsql-thriftserver only: comma list of local folders and file://, s3://, s3a://, "
+        "hdfs:// prefixes under which a JDBC connection may read and write files by path, "
+        "besides the warehouse; unset = the warehouse only.",
+        example="/data/images,s3://my-bucket/images/"),
+)
+
+S3_KEYS: Tuple[Key, ...] = (
+    Key("endpoint", "endpoint", optional_text, None,
+        "S3 endpoint URL (MinIO, other S3-compatible stores; buckets are then addressed "
+        "by path); unset = AWS.",
+        example="http://127.0.0.1:9000"),
+    Key("region", "region", optional_text, None,
+        "AWS region; unset = boto3's default chain.", example="us-east-1"),
+    Key("profile", "profile", optional_text, None,
+        "AWS profile for credentials, which always come from boto3's chain, never from "
+        "a setting; unset = boto3's default chain.",
+        example="default"),
 )
 
 MODEL_KEYS: Tuple[Key, ...] = (
-    Key("uri", None, nonempty_text,
+    Key("uri", "uri", nonempty_text, None,
         "Checkpoint prefix PREFIX (PREFIX-symbol.json, PREFIX-EPOCH.params): local path, "
-        "file://, http(s):// or s3://."),
-    Key("epoch", "0", _non_negative_int, "Checkpoint epoch: PREFIX-EPOCH.params, 4 digits."),
-    Key("labels", None, optional_text,
+        "file://, http(s):// or s3://.",
+        example="s3://my-bucket/models/resnet-18/resnet-18", required=True),
+    Key("epoch", "epoch", _non_negative_int, "0",
+        "Checkpoint epoch: PREFIX-0000.params for 0."),
+    Key("labels", "labels", optional_text, None,
         "Labels file, one label a line (a leading WordNet id is dropped); unset = "
-        "synset.txt beside the prefix."),
-    Key("inputSize", "224", _input_size, "Network input size: SIZE or HEIGHT,WIDTH."),
-    Key("channels", "3", _channels, "Input channels: 3 = RGB, 1 = grayscale."),
-    Key("mean", None, _floats,
-        "Per-channel mean subtracted from 0-255 pixels, comma list; unset = none."),
-    Key("std", None, _positive_floats,
-        "Per-channel divisor applied after the mean, comma list; unset = none."),
-    Key("resize", "stretch", _choice("stretch", "center-crop"),
-        "stretch to the input size, or center-crop: shorter side to size, then crop."),
-    Key("output", "auto", _choice("auto", "probabilities", "logits"),
-        "auto: softmax unless the symbol already ends in one; or force probabilities/logits."),
-    Key("engine", "mxnet", _choice("mxnet", "onnxruntime"),
+        "synset.txt beside the prefix.",
+        example="s3://my-bucket/models/resnet-18/synset.txt"),
+    Key("inputSize", "input_size", _input_size, "224",
+        "Network input size: SIZE or HEIGHT,WIDTH."),
+    Key("channels", "channels", _channels, "3", "Input channels: 3 = RGB, 1 = grayscale."),
+    Key("mean", "mean", _floats, None,
+        "Per-channel mean subtracted from 0-255 pixels, comma list; unset = none.",
+        example="123.68,116.779,103.939"),
+    Key("std", "std", _positive_floats, None,
+        "Per-channel divisor applied after the mean, comma list; unset = none (raw pixels, "
+        "as the model zoo's symbolic ResNets expect).",
+        example="58.393,57.12,57.375"),
+    Key("resize", "resize", _choice("stretch", "center-crop"), "stretch",
+        "stretch to the input size (as the classic recipe), or center-crop: shorter side "
+        "to size, then crop."),
+    Key("output", "output", _choice("auto", "probabilities", "logits"), "auto",
+        "auto: softmax unless the symbol already ends in one; or force probabilities or "
+        "logits."),
+    Key("engine", "engine", _choice("mxnet", "onnxruntime"), "mxnet",
         "mxnet, or onnxruntime: the checkpoint converted once to ONNX (cached in cacheDir) "
         "and run with ONNX Runtime; needs pip install 'mxsql[onnx]'."),
-    Key("sha256.symbol", None, _sha256, "Expected SHA-256 of PREFIX-symbol.json."),
-    Key("sha256.params", None, _sha256, "Expected SHA-256 of PREFIX-EPOCH.params."),
-    Key("sha256.labels", None, _sha256, "Expected SHA-256 of the labels file."),
+    Key("precision", "precision", _choice("fp32", "int8"), "fp32",
+        "fp32, or int8: the network quantized once per machine by oneDNN (cached in "
+        "cacheDir) from the calibration images; engine=mxnet only, needs an x86-64 CPU "
+        "with AVX2."),
+    Key("calibration", "calibration", optional_text, None,
+        "precision=int8: folder, file:// or s3:// prefix of images like those the model "
+        "will classify, read in path order; unset = none (int8 then refuses to load).",
+        example="s3://my-bucket/images/calibration/"),
+    Key("calibrationImages", "calibration_images", positive_int, "64",
+        "precision=int8: how many images of the calibration set, the first in path order, "
+        "calibrate the quantization."),
+    Key("sha256.symbol", "sha256_symbol", _sha256, None,
+        "Expected SHA-256 of PREFIX-symbol.json, checked before the model loads.",
+        example="<64 hex digits>"),
+    Key("sha256.params", "sha256_params", _sha256, None,
+        "Expected SHA-256 of PREFIX-EPOCH.params, checked before the model loads.",
+        example="<64 hex digits>"),
+    Key("sha256.labels", "sha256_labels", _sha256, None,
+        "Expected SHA-256 of the labels file, checked before the model loads.",
+        example="<64 hex digits>"),
 )
 
-_GLOBAL = {k.name: k for k in GLOBAL_KEYS}
+
+def global_keys() -> Dict[str, Key]:
+    """Every key outside the per-model ones, by its full name."""
+    keys = {PREFIX + k.name: k for k in GLOBAL_KEYS}
+    keys.update((S3_PREFIX + k.name, k) for k in S3_KEYS)
+    return keys
+
+
+_GLOBAL = global_keys()
 _MODEL = {k.name: k for k in MODEL_KEYS}
 
 
 def model_key(model: str, name: str) -> str:
     """The full key of a model setting, e.g. ``spark.mxsql.model.default.uri``."""
-    return f"{_MODEL_PREFIX}{model}.{name}"
+    return f"{MODEL_PREFIX}{model}.{name}"
 
 
-def describe_keys() -> Tuple[Tuple[str, Optional[str], str], ...]:
-    """(key, default, doc) for every key, model keys under the placeholder NAME."""
-    rows = [(PREFIX + k.name, k.default, k.doc) for k in GLOBAL_KEYS]
-    rows += [(model_key("NAME", k.name), k.default, k.doc) for k in MODEL_KEYS]
-    return tuple(rows)
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'X'?"`` for the choice closest to ``word`` (ignoring case), or ''."""
+    by_lower = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"; did you mean '{by_lower[close[0]]}'?" if close else ""
 
 
-@dataclass(frozen=True)
-class S3Settings:
+def record(cls_name: str, keys: Tuple[Key, ...], base: type, *,
+           leading: Tuple[Tuple[str, type], ...] = (),
+           trailing: Tuple[Tuple[str, type, object], ...] = ()) -> type:
+    """A frozen dataclass with one field per key, its default the key's parsed default.
+
+    ``base`` holds the methods; ``leading`` fields have no default, ``trailing`` ones
+    take a ``dataclasses.field``. The class is picklable by reference once it is bound
+    to ``cls_name`` in its caller's module.
+    """
+    fields = list(leading)
+    fields += [(k.field, object) for k in keys if k.required]
+    fields += [
+        (k.field, object, field(default=None if k.default is None else k.parse(k.default)))
+        for k in keys if not k.required
+    ]
+    fields += list(trailing)
+    return make_dataclass(cls_name, fields, bases=(base,), frozen=True,
+                          namespace={"__module__": base.__module__, "__doc__": base.__doc__})
+
+
+def parse_keys(keys: Tuple[Key, ...], given: Mapping[str, str],
+               name: Callable[[Key], str], *,
+               label: Optional[Callable[[Key], str]] = None) -> Dict[str, object]:
+    """``{field: value}`` for every key: its text in ``given`` under ``name(key)``, else
+    its default.
+
+    A bad value raises ConfigError naming the key and what it must be, and showing the
+    text given; with ``label``, errors name the key by it and never show the text.
+    """
+    values = {}
+    for key in keys:
+        text = given.get(name(key), key.default)
+        if text is None:
+            values[key.field] = None
+            continue
+        try:
+            values[key.field] = key.parse(text)
+        except InvalidValue as e:
+            shown = label(key) if label else f"{name(key)}={text!r}"
+            raise ConfigError(f"{shown}: {e.wanted}") from e
+    return values
+
+
+class _S3Settings:
     """Where and as whom boto3 talks to S3; never holds a secret."""
 
-    endpoint: Optional[str] = None
-    region: Optional[str] = None
-    profile: Optional[str] = None
+
+S3Settings = record("S3Settings", S3_KEYS, _S3Settings)
 
 
-@dataclass(frozen=True)
-class ModelSpec:
+class _ModelSpec:
     """Everything needed to fetch, check and run one model; small and picklable."""
-
-    name: str
-    uri: str
-    epoch: int = 0
-    labels: Optional[str] = None
-    input_size: Tuple[int, int] = (224, 224)
-    channels: int = 3
-    mean: Optional[Tuple[float, ...]] = None
-    std: Optional[Tuple[float, ...]] = None
-    resize: str = "stretch"
-    output: str = "auto"
-    engine: str = "mxnet"
-    sha256_symbol: Optional[str] = None
-    sha256_params: Optional[str] = None
-    sha256_labels: Optional[str] = None
 
     def key(self, name: str) -> str:
         """The configuration key behind one of this model's settings."""
@@ -244,18 +390,15 @@ class ModelSpec:
         return f"{base}{sep}synset.txt"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The parsed ``spark.mxsql.*`` configuration that travels to the workers."""
+ModelSpec = record("ModelSpec", MODEL_KEYS, _ModelSpec, leading=(("name", str),))
 
-    batch_size: int = 32
-    on_error: str = "null"
-    max_image_pixels: int = 89478485
-    prefetch: bool = True
-    cache_dir: str = _cache_dir(_GLOBAL["cacheDir"].default)
-    s3: S3Settings = field(default_factory=S3Settings)
-    models: Tuple[ModelSpec, ...] = ()
-    raw: Tuple[Tuple[str, str], ...] = ()  # the spark.mxsql.* strings it was parsed from
+
+class _Settings:
+    """The parsed ``spark.mxsql.*`` configuration that travels to the workers.
+
+    ``s3`` holds the ``spark.mxsql.s3.*`` keys, ``models`` one ModelSpec per configured
+    model, ``raw`` the ``spark.mxsql.*`` strings it was parsed from.
+    """
 
     def model(self, name: str) -> ModelSpec:
         """The model called ``name``, or a ConfigError that names the key to set."""
@@ -263,14 +406,13 @@ class Settings:
             if spec.name == name:
                 return spec
         known = [m.name for m in self.models]
-        hint = _did_you_mean(name, known)
         if known:
             listing = "configured models: " + ", ".join(sorted(known))
         else:
             listing = "no model is configured"
         raise ConfigError(
             f"unknown model '{name}': set {model_key(name, 'uri')} in spark-defaults.conf "
-            f"or with --conf ({listing}){hint}"
+            f"or with --conf ({listing}){did_you_mean(name, known)}"
         )
 
     def for_task(self) -> "Settings":
@@ -299,7 +441,7 @@ class Settings:
         if not changed:
             return self
         for key in changed:
-            known = _GLOBAL.get(key[len(PREFIX):])
+            known = _GLOBAL.get(key)
             if known is None or not known.settable:
                 _check_known(key)
                 raise ConfigError(
@@ -310,17 +452,21 @@ class Settings:
         return parse_settings({**raw, **changed})
 
 
-def _did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+Settings = record(
+    "Settings", GLOBAL_KEYS, _Settings,
+    trailing=(
+        ("s3", S3Settings, field(default_factory=S3Settings)),
+        ("models", tuple, field(default=())),
+        ("raw", tuple, field(default=())),
+    ),
+)
 
 
 def _check_known(key: str) -> None:
-    rest = key[len(PREFIX):]
-    if rest in _GLOBAL:
+    if key in _GLOBAL:
         return
-    if key.startswith(_MODEL_PREFIX):
-        name, _, setting = key[len(_MODEL_PREFIX):].partition(".")
+    if key.startswith(MODEL_PREFIX):
+        name, _, setting = key[len(MODEL_PREFIX):].partition(".")
         if not name or not _MODEL_NAME.match(name):
             raise ConfigError(
                 f"{key}: model names may hold letters, digits, '_' and '-' "
@@ -330,19 +476,11 @@ def _check_known(key: str) -> None:
             return
         raise ConfigError(
             f"{key}: unknown model setting '{setting}'"
-            + _did_you_mean(setting, _MODEL)
+            + did_you_mean(setting, _MODEL)
             + " (known: " + ", ".join(_MODEL) + ")"
         )
-    candidates = [PREFIX + k for k in _GLOBAL] + [model_key("NAME", k) for k in _MODEL]
-    raise ConfigError(f"unknown key {key}" + _did_you_mean(key, candidates))
-
-
-def _parse(key: str, spec: Key, text: str):
-    try:
-        return spec.parse(text)
-    except ValueError as e:
-        reason = str(e) if "must" in str(e) else "is not a valid value"
-        raise ConfigError(f"{key}={text!r}: {reason}") from e
+    candidates = list(_GLOBAL) + [model_key("NAME", k) for k in _MODEL]
+    raise ConfigError(f"unknown key {key}" + did_you_mean(key, candidates))
 
 
 def parse_settings(conf: Mapping[str, str]) -> Settings:
@@ -354,62 +492,39 @@ def parse_settings(conf: Mapping[str, str]) -> Settings:
     raw = {k: str(v) for k, v in conf.items() if k.startswith(PREFIX)}
     for key in raw:
         _check_known(key)
-
-    def value(name: str):
-        spec = _GLOBAL[name]
-        key = PREFIX + name
-        text = raw.get(key, spec.default)
-        return None if text is None else _parse(key, spec, text)
-
     names = sorted({
-        k[len(_MODEL_PREFIX):].partition(".")[0] for k in raw if k.startswith(_MODEL_PREFIX)
+        k[len(MODEL_PREFIX):].partition(".")[0] for k in raw if k.startswith(MODEL_PREFIX)
     })
-    models = tuple(_parse_model(name, raw) for name in names)
     return Settings(
-        batch_size=value("batchSize"),
-        on_error=value("onError"),
-        max_image_pixels=value("maxImagePixels"),
-        prefetch=value("prefetch") == "true",
-        cache_dir=value("cacheDir"),
-        s3=S3Settings(
-            endpoint=value("s3.endpoint"), region=value("s3.region"), profile=value("s3.profile")
-        ),
-        models=models,
+        **parse_keys(GLOBAL_KEYS, raw, lambda k: PREFIX + k.name),
+        s3=S3Settings(**parse_keys(S3_KEYS, raw, lambda k: S3_PREFIX + k.name)),
+        models=tuple(_parse_model(name, raw) for name in names),
         raw=tuple(sorted(raw.items())),
     )
 
 
 def _parse_model(name: str, raw: Mapping[str, str]) -> ModelSpec:
-    values = {}
-    for spec in MODEL_KEYS:
-        key = model_key(name, spec.name)
-        text = raw.get(key, spec.default)
-        values[spec.name] = None if text is None else _parse(key, spec, text)
-    if values["uri"] is None:
-        raise ConfigError(
-            f"model '{name}' has settings but no {model_key(name, 'uri')}: set it to the "
-            "checkpoint prefix (PREFIX-symbol.json, PREFIX-EPOCH.params)"
-        )
+    values = parse_keys(MODEL_KEYS, raw, lambda k: model_key(name, k.name))
+    for key in MODEL_KEYS:
+        if key.required and values[key.field] is None:
+            raise ConfigError(
+                f"model '{name}' has settings but no {model_key(name, key.name)}: set it "
+                f"({key.doc})"
+            )
     for stat in ("mean", "std"):
         if values[stat] is not None and len(values[stat]) != values["channels"]:
             raise ConfigError(
                 f"{model_key(name, stat)}: {len(values[stat])} values but "
                 f"{model_key(name, 'channels')} is {values['channels']}: give one per channel"
             )
-    return ModelSpec(
-        name=name,
-        uri=values["uri"],
-        epoch=values["epoch"],
-        labels=values["labels"],
-        input_size=values["inputSize"],
-        channels=values["channels"],
-        mean=values["mean"],
-        std=values["std"],
-        resize=values["resize"],
-        output=values["output"],
-        engine=values["engine"],
-        sha256_symbol=values["sha256.symbol"],
-        sha256_params=values["sha256.params"],
-        sha256_labels=values["sha256.labels"],
-    )
+    if values["precision"] == "int8" and values["calibration"] is None:
+        raise ConfigError(
+            f"{model_key(name, 'precision')}=int8 needs {model_key(name, 'calibration')}: "
+            "set it to a folder, file:// or s3:// prefix of images like those the model will "
+            f"classify, or set {model_key(name, 'precision')}=fp32"
+        )
+    spec = ModelSpec(name=name, **values)
+    from mxsql.udfs import engines  # here: engines imports this module
 
+    engines.check(spec)
+    return spec

@@ -2,7 +2,7 @@
 
 __all__ = [
     "MxsqlError", "ConfigError", "ArgumentError", "ModelLoadError", "InferenceError",
-    "RowError", "S3Error",
+    "RowError", "S3Error", "CatalogInUseError",
 ]
 
 
@@ -32,3 +32,7 @@ class RowError(MxsqlError):
 
 class S3Error(MxsqlError):
     """S3 refused or lacks what a query needs: a bucket, a listing, an object, a commit."""
+
+
+class CatalogInUseError(MxsqlError):
+    """The embedded metastore under ``$MXSQL_HOME`` is open in another process."""

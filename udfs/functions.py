@@ -67,6 +67,7 @@ class _Batch:
     """
 
     def __init__(self, settings: Settings, batch, top: bool):
+        self.function = "mx_top_k" if top else "mx_classify"
         if top:
             content, k, names, self.paths = _columns(batch, 3)
             self.ks = np.asarray(k.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -86,6 +87,13 @@ class _Batch:
         self.specs = {name: settings.model(name) for name in self.by_model}
         self.decoded = {}
         self.claimed = False
+
+    def _image(self, row: int) -> str:
+        if self.paths is not None:
+            return f"image {self.paths[row].as_py()}"
+        position = "fourth" if self.function == "mx_top_k" else "third"
+        return (f"an image (pass its path as the {position} argument of {self.function} "
+                "to name the file)")
 
     def rows(self, name: str) -> List[int]:
         """The rows that use model ``name`` and have something to classify (k is not NULL)."""
@@ -111,9 +119,8 @@ class _Batch:
                     pixels = _decode(self.settings, spec, self.values[row])
                 if isinstance(pixels, images.UnreadableImage):
                     if self.settings.on_error == "fail":
-                        where = f" {self.paths[row].as_py()}" if self.paths is not None else ""
                         raise RowError(
-                            f"cannot classify image{where} with model '{name}': {pixels} "
+                            f"cannot classify {self._image(row)} with model '{name}': {pixels} "
                             f"({PREFIX}onError=fail; set it to null to get NULL instead)")
                     continue
                 decoded.append(pixels)
@@ -129,8 +136,11 @@ def _idle_priority() -> None:
     """Let the calling thread run only on a core that no other thread wants (SCHED_IDLE)."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        pass  # not Linux: the thread keeps the normal priority
+    except (AttributeError, OSError) as e:  # not Linux, or a seccomp/container policy
+        # The initializer of the worker's one decode thread: one line per worker process.
+        _log.warning("decode-ahead runs at normal priority and may take cores from the "
+                     "network: cannot set SCHED_IDLE on its thread (%s: %s)",
+                     type(e).__name__, e)
 
 
 # One decode thread per Python worker, for all its tasks: a thread per task, not waited
@@ -223,17 +233,34 @@ def top_k(settings: Settings, batches: Iterable) -> Iterator[pa.Array]:
     settings = settings.for_task()
     for prepared in _prepared_batches(settings, batches, top=True):
         n = prepared.size
-        per_row: List[Optional[list]] = [None] * n
+        counts = np.zeros(n, dtype=np.int64)
+        scored = []
         for group, model, p in _scored(settings, prepared):
-            k_max = int(min(prepared.ks[group.rows].max(), model.num_classes))
-            order = np.argsort(-p, axis=1, kind="stable")[:, :k_max]
-            for i, row in enumerate(group.rows):
-                k = min(int(prepared.ks[row]), k_max)
-                per_row[row] = [
-                    {"label": model.labels[c], "probability": float(p[i, c]), "class_index": int(c)}
-                    for c in order[i, :k]
-                ]
-        yield pa.array(per_row, type=TOP_K_TYPE)
+            ks = np.minimum(prepared.ks[group.rows], model.num_classes)
+            order = np.argsort(-p, axis=1, kind="stable")[:, :int(ks.max(initial=0))]
+            counts[group.rows] = ks
+            scored.append((group.rows, ks, model, p, order))
+        valid = np.zeros(n, dtype=bool)
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(counts, out=offsets[1:])
+        labels = np.full(offsets[-1], None, dtype=object)
+        probs = np.zeros(offsets[-1], dtype=np.float64)
+        index = np.zeros(offsets[-1], dtype=np.int32)
+        for rows, ks, model, p, order in scored:
+            valid[rows] = True
+            ranks = np.arange(order.shape[1])
+            taken = ranks[None, :] < ks[:, None]  # (rows, ranks): rank within the row's k
+            positions = (offsets[rows][:, None] + ranks[None, :])[taken]
+            classes = order[taken]
+            labels[positions] = np.asarray(model.labels, dtype=object)[classes]
+            probs[positions] = np.take_along_axis(p, order, axis=1)[taken]
+            index[positions] = classes
+        items = pa.StructArray.from_arrays(
+            [pa.array(labels, pa.string()), pa.array(probs), pa.array(index)],
+            fields=list(CLASS_TYPE),
+        )
+        yield pa.ListArray.from_arrays(pa.array(offsets), items, type=TOP_K_TYPE,
+                                       mask=pa.array(~valid))
 
 
 def image_info(settings: Settings, batches: Iterable) -> Iterator[pa.Array]:

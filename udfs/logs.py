@@ -3,15 +3,21 @@
 ``MXSQL_LOG_LEVEL`` (DEBUG, INFO, WARNING, ERROR; default INFO) in the workers' environment
 sets the level: DEBUG adds one line per batch the network runs on. On a cluster, give it
 to the executors with ``spark.executorEnv.MXSQL_LOG_LEVEL``.
+
+The "loaded model" line is a contract with whoever reads these logs (the benchmark counts
+model loads with it, the tests check that a worker loads a model once): it is written by
+:func:`loaded_model_line` and read by :func:`parse_loaded_models`, nowhere else.
 """
 
 import logging
 import os
+import re
 import sys
+from typing import List, NamedTuple
 
 from mxsql.udfs.errors import ConfigError
 
-__all__ = ["logger"]
+__all__ = ["logger", "ModelLoad", "loaded_model_line", "parse_loaded_models"]
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -30,3 +36,27 @@ def logger(name: str = "mxsql") -> logging.Logger:
         root.setLevel(level)
         root.propagate = False
     return logging.getLogger(name)
+
+
+class ModelLoad(NamedTuple):
+    """One "loaded model" line: which model, from where, how long it took, in which process."""
+
+    model: str
+    uri: str
+    seconds: float
+    pid: int
+
+
+# A model's name is a key segment (no quote); a local path may hold spaces.
+_LOADED_MODEL = re.compile(r"loaded model '([^']+)' from (.+?) in ([\d.]+) s \(pid (\d+)\)")
+
+
+def loaded_model_line(model: str, uri: str, seconds: float, pid: int) -> str:
+    """The message a process logs once it has loaded ``model`` from ``uri``."""
+    return f"loaded model '{model}' from {uri} in {seconds:.2f} s (pid {pid})"
+
+
+def parse_loaded_models(text: str) -> List[ModelLoad]:
+    """Every "loaded model" line in ``text`` (a log, any prefix before each line), in order."""
+    return [ModelLoad(m.group(1), m.group(2), float(m.group(3)), int(m.group(4)))
+            for m in _LOADED_MODEL.finditer(text)]

@@ -1,15 +1,14 @@
 """The optional ONNX Runtime engine (``spark.mxsql.model.NAME.engine=onnxruntime``).
 
-The model's MXNet checkpoint is converted with ``mxnet.onnx`` once per machine into
-``spark.mxsql.cacheDir``, under a name made of the checkpoint's content hashes and input
-shape, so a changed checkpoint is converted again; a file lock makes concurrent workers
+The model's MXNet checkpoint is converted by ``onnx_export`` (no MXNet needed) once per
+machine into ``spark.mxsql.cacheDir``, under a name made of the checkpoint's content hashes
+and input shape, so a changed checkpoint is converted again; a file lock makes concurrent workers
 wait for the first conversion, which lands by atomic rename. It is there for portability,
 not speed: here it measured no faster than MXNet's oneDNN path. onnx and onnxruntime are
 imported only by a model that uses this engine.
 """
 
 import hashlib
-import json
 import os
 import re
 import sys
@@ -20,10 +19,11 @@ from typing import Dict, Tuple
 import numpy as np
 
 from mxsql.udfs import artifacts, logs
-from mxsql.udfs.config import ModelSpec
+from mxsql.udfs.checkpoint import Checkpoint
+from mxsql.udfs.config import ModelSpec, Settings
 from mxsql.udfs.errors import ModelLoadError
 
-__all__ = ["INSTALL", "OnnxNetwork", "load"]
+__all__ = ["INSTALL", "OnnxNetwork", "build", "load"]
 
 INSTALL = "pip install 'mxsql[onnx]'"
 
@@ -93,6 +93,14 @@ class OnnxNetwork:
         return self._session.run(None, {self._input: x})[0]
 
 
+def build(checkpoint: Checkpoint, settings: Settings) -> OnnxNetwork:
+    """The checkpoint's network on ONNX Runtime (``engine=onnxruntime``)."""
+    return load(checkpoint.spec, checkpoint.symbol,
+                {**checkpoint.arg_params, **checkpoint.aux_params},
+                symbol_path=checkpoint.symbol_path, params_path=checkpoint.params_path,
+                cache_dir=settings.cache_dir)
+
+
 def load(spec: ModelSpec, symbol, params: Dict[str, object], *, symbol_path: str,
          params_path: str, cache_dir: str) -> OnnxNetwork:
     """An ONNX Runtime session for a loaded checkpoint, converted first unless a worker on
@@ -104,7 +112,8 @@ def load(spec: ModelSpec, symbol, params: Dict[str, object], *, symbol_path: str
     with artifacts.cache_lock(cache_dir, target,
                               needed_for=f"the ONNX conversion of model '{spec.name}'"):
         if not os.path.isfile(target):
-            _convert_into(target, spec, symbol, params, shape)
+            _convert_into(target, spec, shape, symbol_path=symbol_path,
+                          params_path=params_path)
     return OnnxNetwork(spec, target)
 
 
@@ -120,31 +129,22 @@ def _file_name(spec: ModelSpec, symbol_path: str, params_path: str,
     return f"{stem}-{digest.hexdigest()[:24]}.onnx"
 
 
-def _convert_into(target: str, spec: ModelSpec, symbol, params, shape) -> None:
-    mx_onnx = _require(spec, "mxnet.onnx")
+def _convert_into(target: str, spec: ModelSpec, shape, *, symbol_path: str,
+                  params_path: str) -> None:
     onnx = _require(spec, "onnx")
+    from mxsql.udfs import mxparams, onnx_export
+
     started = time.monotonic()
+    # Our converter reads the checkpoint's files without MXNet. Against mxnet.onnx on
+    # ResNet-18 it gave the same agreement with MXNet (max relative difference 7.2e-7)
+    # and the same ONNX Runtime CPU time per image (54.2 against 53.0 ms, 2 threads).
+    model = onnx_export.convert(onnx_export.read_symbol(symbol_path),
+                                mxparams.load_checkpoint_params(params_path),
+                                input_shape=shape, key=spec.key("uri"))
     fd, partial = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".partial-",
                                    suffix=".onnx")
     os.close(fd)
     try:
-        try:
-            mx_onnx.export_model(
-                _exportable(symbol), params, in_shapes=[(1, *shape)], in_types=[np.float32],
-                onnx_file_path=partial, dynamic=True, dynamic_input_shapes=[(None, *shape)])
-        except Exception as e:
-            raise ModelLoadError(
-                f"{spec.key('engine')}=onnxruntime: mxnet.onnx cannot convert {spec.uri} "
-                f"({_reason(e)}): set {spec.key('engine')}=mxnet"
-            ) from None
-        model = onnx.load(partial)
-        # mxnet.onnx also lists every weight as a graph input, which keeps ONNX Runtime
-        # from folding them (BatchNorm into Conv): ResNet-18 on one thread ran at 47.5
-        # img/s with them, 66.9 without (MXNet: 68).
-        weights = {w.name for w in model.graph.initializer}
-        inputs = [i for i in model.graph.input if i.name not in weights]
-        del model.graph.input[:]
-        model.graph.input.extend(inputs)
         onnx.save(model, partial)
         os.chmod(partial, 0o644)  # mkstemp's 0600 would hide it from other users' workers
         os.replace(partial, target)
@@ -153,26 +153,3 @@ def _convert_into(target: str, spec: ModelSpec, symbol, params, shape) -> None:
             os.unlink(partial)
     _log.info("converted model '%s' to ONNX in %.2f s: %s (pid %d)",
               spec.name, time.monotonic() - started, target, os.getpid())
-
-
-def _exportable(symbol):
-    """The symbol with a SoftmaxOutput head replaced by the same softmax without a label.
-
-    mxnet.onnx 1.9.1 skips the label variable of a SoftmaxOutput head but still looks it
-    up, and fails with an IndexError. Inference never reads the label.
-    """
-    import mxnet as mx
-
-    graph = json.loads(symbol.tojson())
-    if len(graph["heads"]) != 1:
-        return symbol
-    head = graph["nodes"][graph["heads"][0][0]]
-    if head["op"] != "SoftmaxOutput":
-        return symbol
-    attrs = head.get("attrs", {})
-    data = symbol.get_children()[0]
-    if attrs.get("preserve_shape", "False") in ("True", "true", "1"):
-        return mx.sym.softmax(data, axis=-1, name=head["name"])
-    if attrs.get("multi_output", "False") in ("True", "true", "1"):
-        return mx.sym.softmax(data, axis=1, name=head["name"])
-    return mx.sym.softmax(mx.sym.flatten(data), axis=1, name=head["name"])

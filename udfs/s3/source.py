@@ -3,10 +3,10 @@
 Spark's ``s3a://`` needs hadoop-aws jars that the pip package lacks; this Python data
 source needs only boto3. Each query lists the prefix on the driver (paginated,
 filtered like binaryFile) and splits the keys into partitions; each task GETs its
-objects a bounded number at a time (``s3reader``). Writing puts each task's Parquet
-part under ``_temporary/`` and the driver's commit publishes them (``s3writer``).
-Options, the schema and the target live in ``s3options``; boto3 clients and S3's
-errors in ``s3client``.
+objects a bounded number at a time (``reader``). Writing puts each task's Parquet
+part under ``_temporary/`` and the driver's commit publishes them (``writer``).
+Options, the schema and the target live in ``options``; boto3 clients and S3's
+errors in ``client``.
 
 The session's ``spark.mxsql.*`` settings travel in the registered class (see
 ``data_source``), because the planner and the tasks run in Python processes that
@@ -18,13 +18,13 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from mxsql.udfs.config import Settings
 from mxsql.udfs.errors import ConfigError, S3Error
-from mxsql.udfs.s3options import (
-    NAME, OPTIONS, PERSISTENT, SCHEMA, Option, Target, check_server_policy, parse_options,
+from mxsql.udfs.s3.options import (
+    NAME, PERSISTENT, SCHEMA, S3Options, Target, check_server_policy, parse_options,
 )
-from mxsql.udfs.s3reader import S3Partition, S3Reader
-from mxsql.udfs.s3writer import S3Writer
+from mxsql.udfs.s3.reader import S3Reader
+from mxsql.udfs.s3.writer import S3Writer
 
-__all__ = ["NAME", "SCHEMA", "OPTIONS", "Option", "S3DataSource", "S3Partition", "data_source"]
+__all__ = ["S3DataSource", "data_source"]
 
 
 class S3DataSource(DataSource):
@@ -59,22 +59,22 @@ class S3DataSource(DataSource):
     def name(cls) -> str:
         return NAME
 
-    def _options(self, *, writing: bool):
-        values = parse_options(self.options, writing=writing)
+    def _options(self, *, writing: bool) -> S3Options:
+        options = parse_options(self.options, writing=writing)
         if self.fixed_by_server:
-            check_server_policy(values, self.settings.s3)
-        return values
+            check_server_policy(options, self.settings.s3)
+        return options
 
     def schema(self) -> StructType:
         if "provider" in self.options:  # Spark's table properties: a CREATE TABLE
             raise ConfigError(PERSISTENT)
-        error_column = self._options(writing=False)["errorColumn"]
+        error_column = self._options(writing=False).error_column
         if not error_column:
             return SCHEMA
         return StructType(SCHEMA.fields + [StructField(error_column, StringType(), True)])
 
     def reader(self, schema: StructType) -> S3Reader:
-        values = self._options(writing=False)
+        options = self._options(writing=False)
         expected = self.schema()
         if [(f.name.lower(), f.dataType) for f in schema.fields] != \
                 [(f.name.lower(), f.dataType) for f in expected.fields]:
@@ -83,11 +83,10 @@ class S3DataSource(DataSource):
                 f"declares ({schema.simpleString()[7:-1]}), which it can only be written to. "
                 "Drop the declared columns to read it"
             )
-        return S3Reader(Target.of(values, self.settings), values, self.settings, expected)
+        return S3Reader(Target.of(options, self.settings), options, self.settings, expected)
 
     def writer(self, schema: StructType, overwrite: bool) -> S3Writer:
-        values = self._options(writing=True)
-        target = Target.of(values, self.settings)
+        target = Target.of(self._options(writing=True), self.settings)
         if not target.directory:
             # Overwrite deletes what is under the prefix: never a whole bucket.
             raise S3Error(f"{NAME}: cannot write to the root of bucket '{target.bucket}': give "

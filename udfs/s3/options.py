@@ -1,27 +1,28 @@
 """The ``mxsql_s3`` source's name, schema and options, and where a read or write goes.
 
-Options are parsed with the config module's parsers and never echoed in errors: a
-mistaken option could hold a secret.
+Options are entries of the config module's key table (``OPTIONS``), parsed with its
+parsers into an ``S3Options`` record, and never echoed in errors: a mistaken option
+could hold a secret.
 """
 
-import difflib
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Tuple
 
 from pyspark.sql.types import (
     BinaryType, LongType, StringType, StructField, StructType, TimestampType,
 )
 
 from mxsql.udfs.config import (
-    PREFIX, S3Settings, Settings, nonempty_text, optional_text, positive_int,
+    S3_KEYS, S3_PREFIX, InvalidValue, Key, S3Settings, Settings, boolean, did_you_mean,
+    nonempty_text, optional_text, parse_keys, positive_int, record,
 )
 from mxsql.udfs.errors import ConfigError
-from mxsql.udfs.s3client import s3_client, split_s3_uri
+from mxsql.udfs.s3.client import s3_client, split_s3_uri
 
 __all__ = [
-    "NAME", "SCHEMA", "PERSISTENT", "Option", "OPTIONS", "parse_options", "check_server_policy",
-    "Target",
+    "NAME", "SCHEMA", "PERSISTENT", "OPTIONS", "S3Options", "parse_options",
+    "check_server_policy", "Target",
 ]
 
 NAME = "mxsql_s3"
@@ -41,13 +42,6 @@ PERSISTENT = (
 )
 
 
-def _boolean(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered not in ("true", "false"):
-        raise ValueError("must be true or false")
-    return lowered == "true"
-
-
 _BYTE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
                "g": 1 << 30, "gb": 1 << 30}
 
@@ -56,17 +50,17 @@ def _byte_size(value: str) -> int:
     match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", value)
     unit = match.group(2).lower() if match else None
     if unit not in _BYTE_UNITS:
-        raise ValueError("must be a size in bytes such as 134217728, 128m or 1g")
+        raise InvalidValue("must be a size in bytes such as 134217728, 128m or 1g")
     number = int(match.group(1)) * _BYTE_UNITS[unit]
     if number <= 0:
-        raise ValueError("must be more than 0 bytes")
+        raise InvalidValue("must be more than 0 bytes")
     return number
 
 
 def _column_name(value: str) -> str:
     name = nonempty_text(value)
     if name.lower() in {f.name.lower() for f in SCHEMA.fields}:
-        raise ValueError("must differ from binaryFile's columns")
+        raise InvalidValue("must differ from binaryFile's columns")
     return name
 
 
@@ -85,7 +79,7 @@ def _glob_regex(pattern: str) -> "re.Pattern":
         elif ch == "[":
             end = pattern.find("]", i + 2 if pattern[i + 1:i + 2] in ("!", "^") else i + 1)
             if end < 0:
-                raise ValueError(f"unclosed '[' in glob {pattern!r}")
+                raise InvalidValue("must be a glob whose every '[' is closed")
             body = pattern[i + 1:end]
             if body[:1] in ("!", "^"):
                 body = "^" + body[1:]
@@ -103,7 +97,7 @@ def _glob_regex(pattern: str) -> "re.Pattern":
             out.append(re.escape(ch))
         i += 1
     if depth:
-        raise ValueError(f"unclosed '{{' in glob {pattern!r}")
+        raise InvalidValue("must be a glob whose every '{' is closed")
     return re.compile("".join(out), re.DOTALL)
 
 
@@ -111,88 +105,81 @@ def _glob(value: str) -> "re.Pattern":
     return _glob_regex(nonempty_text(value))
 
 
-@dataclass(frozen=True)
-class Option:
-    """One option of the data source; Spark hands its name over lower-cased."""
-
-    name: str
-    default: Optional[str]
-    parse: Callable[[str], object]
-    doc: str
-    read: bool = True
-    write: bool = True
-    fixed_by_server: bool = False  # under mxsql-thriftserver: only the server's own value
-
-
-OPTIONS: Tuple[Option, ...] = (
-    Option("path", None, nonempty_text,
-           "s3://BUCKET/PREFIX/ to read every object under, or one object's key; for "
-           "writing, the prefix the Parquet parts go under."),
-    Option("pathGlobFilter", None, _glob,
-           "Only read objects whose file name (after the last '/') matches this glob, as "
-           "binaryFile's option: * ? [abc] {png,jpg}.", write=False),
-    Option("recursiveFileLookup", "true", _boolean,
-           "true: every key under the prefix; false: only keys directly under it.",
-           write=False),
-    Option("maxKeysPerPartition", "1000", positive_int,
-           "At most this many objects per Spark partition (task).", write=False),
-    Option("maxBytesPerPartition", "128m", _byte_size,
-           "At most this many bytes of objects per partition (a larger object gets its own).",
-           write=False),
-    Option("maxConcurrentRequests", "16", positive_int,
-           "GET requests in flight at once in each task.", write=False),
-    Option("maxAttempts", "5", positive_int,
-           "Tries per request, with exponential backoff, for throttling, server errors and "
-           "dropped connections."),
-    Option("errorColumn", None, _column_name,
-           "Add a nullable STRING column of this name with the reason a row's content is "
-           "NULL; unset = binaryFile's schema exactly.", write=False),
-    Option("endpoint", None, optional_text,
-           f"S3 endpoint URL; unset = {PREFIX}s3.endpoint. Under mxsql-thriftserver only "
-           "that value is allowed.", fixed_by_server=True),
-    Option("region", None, optional_text, f"AWS region; unset = {PREFIX}s3.region."),
-    Option("profile", None, optional_text,
-           f"AWS profile; unset = {PREFIX}s3.profile. Under mxsql-thriftserver only that "
-           "value is allowed.", fixed_by_server=True),
+# Spark hands option names over lower-cased; the documented spelling is the entry's name.
+OPTIONS: Tuple[Key, ...] = (
+    Key("path", "path", nonempty_text, None,
+        "s3://BUCKET/PREFIX/ to read every object under, or one object's key; for "
+        "writing, the prefix the Parquet parts go under.",
+        required=True),
+    Key("pathGlobFilter", "path_glob_filter", _glob, None,
+        "Only read objects whose file name (after the last '/') matches this glob, as "
+        "binaryFile's option: * ? [abc] {png,jpg}.",
+        reading_only=True),
+    Key("recursiveFileLookup", "recursive_file_lookup", boolean, "true",
+        "true: every key under the prefix; false: only keys directly under it.",
+        reading_only=True),
+    Key("maxKeysPerPartition", "max_keys_per_partition", positive_int, "1000",
+        "At most this many objects per Spark partition (task).", reading_only=True),
+    Key("maxBytesPerPartition", "max_bytes_per_partition", _byte_size, "128m",
+        "At most this many bytes of objects per partition (a larger object gets its own).",
+        reading_only=True),
+    Key("maxConcurrentRequests", "max_concurrent_requests", positive_int, "16",
+        "GET requests in flight at once in each task.", reading_only=True),
+    Key("maxAttempts", "max_attempts", positive_int, "5",
+        "Tries per request, with exponential backoff, for throttling, server errors and "
+        "dropped connections."),
+    Key("errorColumn", "error_column", _column_name, None,
+        "Add a nullable STRING column of this name with the reason a row's content is "
+        "NULL; unset = binaryFile's schema exactly.",
+        reading_only=True),
+    # The options named as S3_KEYS fields override the session's spark.mxsql.s3.* keys.
+    Key("endpoint", "endpoint", optional_text, None,
+        f"S3 endpoint URL; unset = {S3_PREFIX}endpoint. On mxsql-thriftserver only that "
+        "value is allowed.",
+        fixed_by_server=True),
+    Key("region", "region", optional_text, None, f"AWS region; unset = {S3_PREFIX}region."),
+    Key("profile", "profile", optional_text, None,
+        f"AWS profile; unset = {S3_PREFIX}profile. On mxsql-thriftserver only that value "
+        "is allowed.",
+        fixed_by_server=True),
 )
 _BY_LOWER = {o.name.lower(): o for o in OPTIONS}
 
 
-def parse_options(options, *, writing: bool) -> Dict[str, object]:
-    """Parsed option values by their documented names; ConfigError names a bad option.
+class _S3Options:
+    """The parsed options of one ``mxsql_s3`` read or write."""
+
+
+S3Options = record("S3Options", OPTIONS, _S3Options)
+
+
+def parse_options(options, *, writing: bool) -> S3Options:
+    """The parsed options of a read or write; ConfigError names a bad option.
 
     Values are never echoed: a mistaken option could hold a secret.
     """
-    values: Dict[str, object] = {}
     given = {str(k).lower(): str(v) for k, v in dict(options).items()}
     for lower in given:
         option = _BY_LOWER.get(lower)
         if option is None:
-            close = difflib.get_close_matches(lower, list(_BY_LOWER), n=1, cutoff=0.6)
-            hint = f"; did you mean '{_BY_LOWER[close[0]].name}'?" if close else ""
             raise ConfigError(
-                f"{NAME}: unknown option '{lower}'{hint} (known: "
+                f"{NAME}: unknown option '{lower}'"
+                + did_you_mean(lower, [o.name for o in OPTIONS]) + " (known: "
                 + ", ".join(o.name for o in OPTIONS) + "). Credentials are never options: "
-                f"they come from boto3's default chain or {PREFIX}s3.profile"
+                f"they come from boto3's default chain or {S3_PREFIX}profile"
             )
-        if not (option.write if writing else option.read):
+        if writing and option.reading_only:
             raise ConfigError(f"{NAME}: option '{option.name}' applies to reading only")
-    for option in OPTIONS:
-        text = given.get(option.name.lower(), option.default)
-        try:
-            values[option.name] = None if text is None else option.parse(text)
-        except ValueError as e:
-            reason = str(e) if "must" in str(e) or "glob" in str(e) else "is not valid"
-            raise ConfigError(f"{NAME}: option '{option.name}' {reason}") from None
-    if values["path"] is None:
+    if "path" not in given:
         raise ConfigError(
             f"{NAME} needs a path: .load('s3://BUCKET/PREFIX/') or OPTIONS (path "
             f"'s3://BUCKET/PREFIX/'). {PERSISTENT}"
         )
-    return values
+    return S3Options(**parse_keys(OPTIONS, given, lambda o: o.name.lower(),
+                                  label=lambda o: f"{NAME}: option '{o.name}'"))
 
 
-def check_server_policy(values: Dict[str, object], s3: S3Settings) -> None:
+def check_server_policy(options: S3Options, s3: S3Settings) -> None:
     """Refuse an ``endpoint`` or ``profile`` option that differs from the server's setting.
 
     Every JDBC user of mxsql-thriftserver runs as the server, with its host's credentials:
@@ -200,9 +187,9 @@ def check_server_policy(values: Dict[str, object], s3: S3Settings) -> None:
     the server's credentials elsewhere. Values are not echoed (see ``parse_options``).
     """
     for option in OPTIONS:
-        given = values[option.name]
-        if option.fixed_by_server and given is not None and given != getattr(s3, option.name):
-            key = f"{PREFIX}s3.{option.name}"
+        given = getattr(options, option.field)
+        if option.fixed_by_server and given is not None and given != getattr(s3, option.field):
+            key = S3_PREFIX + option.name
             raise ConfigError(
                 f"{NAME}: option '{option.name}' is fixed by the server: on mxsql-thriftserver "
                 f"leave it out or give the server's own {key}, not another value. The "
@@ -221,21 +208,19 @@ class Target:
     max_attempts: int
 
     @classmethod
-    def of(cls, values: Dict[str, object], settings: Settings) -> "Target":
+    def of(cls, options: S3Options, settings: Settings) -> "Target":
         """The target of parsed options; unset S3 options fall back to the session's."""
-        path = str(values["path"])
+        path = options.path
         try:
             bucket, key = split_s3_uri(path)
         except ValueError:
             raise ConfigError(
                 f"{NAME}: path {path!r} is not an S3 URI: expected s3://BUCKET/PREFIX/"
             ) from None
-        s3 = S3Settings(
-            endpoint=values["endpoint"] or settings.s3.endpoint,
-            region=values["region"] or settings.s3.region,
-            profile=values["profile"] or settings.s3.profile,
-        )
-        return cls(path, bucket, key, s3, int(values["maxAttempts"]))
+        s3 = S3Settings(**{
+            k.field: getattr(options, k.field) or getattr(settings.s3, k.field) for k in S3_KEYS
+        })
+        return cls(path, bucket, key, s3, options.max_attempts)
 
     @property
     def directory(self) -> str:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
-from typing import Dict, Iterator, List, NamedTuple, Optional
+from typing import Iterator, List, NamedTuple, Optional
 
 import pyarrow as pa
 from pyspark.sql.datasource import DataSourceReader, InputPartition
@@ -22,8 +22,8 @@ from pyspark.sql.types import StructType
 from mxsql.udfs import logs
 from mxsql.udfs.config import PREFIX, Settings
 from mxsql.udfs.errors import RowError, S3Error
-from mxsql.udfs.s3client import error_status, s3_reason
-from mxsql.udfs.s3options import NAME, Target
+from mxsql.udfs.s3.client import error_status, s3_reason
+from mxsql.udfs.s3.options import NAME, S3Options, Target
 
 __all__ = ["S3Partition", "S3Reader"]
 
@@ -194,15 +194,15 @@ def _fetch_in_order(client, target: Target, partition: S3Partition,
 class S3Reader(DataSourceReader):
     """Lists on the driver when the query is planned; GETs in the tasks."""
 
-    def __init__(self, target: Target, values: Dict[str, object], settings: Settings,
+    def __init__(self, target: Target, options: S3Options, settings: Settings,
                  schema: StructType):
         self.target = target
-        self.recursive = bool(values["recursiveFileLookup"])
-        self.glob = values["pathGlobFilter"]
-        self.max_keys = int(values["maxKeysPerPartition"])
-        self.max_bytes = int(values["maxBytesPerPartition"])
-        self.concurrency = int(values["maxConcurrentRequests"])
-        self.error_column = values["errorColumn"]
+        self.recursive = options.recursive_file_lookup
+        self.glob = options.path_glob_filter
+        self.max_keys = options.max_keys_per_partition
+        self.max_bytes = options.max_bytes_per_partition
+        self.concurrency = options.max_concurrent_requests
+        self.error_column = options.error_column
         self.settings = settings
         self.schema = schema
 

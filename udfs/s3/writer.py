@@ -16,8 +16,8 @@ from pyspark.sql.types import StructType
 
 from mxsql.udfs import logs
 from mxsql.udfs.errors import S3Error
-from mxsql.udfs.s3client import s3_reason
-from mxsql.udfs.s3options import NAME, Target
+from mxsql.udfs.s3.client import s3_reason
+from mxsql.udfs.s3.options import NAME, Target
 
 __all__ = ["S3Writer"]
 

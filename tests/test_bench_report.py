@@ -1,0 +1,167 @@
+"""The benchmark's report says only what its run's JSON holds, failures included.
+
+A run takes 50 minutes; these tests render the report from a small synthetic results JSON
+of the shape ``python -m bench`` writes (no Spark, no MXNet).
+"""
+
+import copy
+import json
+import sys
+
+import pytest
+
+from bench import __main__ as bench_main
+from bench import report, runner, sweep
+from mxsql.udfs.config import parse_settings
+
+
+def _measured(rate: float, cpu_ms: float, images: int = 500, **extra) -> dict:
+    return {"images": images, "seconds": images / rate, "cpu_seconds": cpu_ms * images / 1000,
+            "rate": rate, "cpu_ms": cpu_ms, **extra}
+
+
+def _spark(rate: float, cpu_ms: float, images: int = 500, **extra) -> dict:
+    fields = {"loads": 2, "workers": 2, "peak_rss_mb": 700.0, "partitions": 2,
+              "log": f"/work/logs/{rate}.log", "limit_seconds": [], "limit_loads": 0}
+    return _measured(rate, cpu_ms, images, **{**fields, **extra})
+
+
+def _workload(ceiling: bool) -> dict:
+    limit = {"processes": 2, "threads": 1, "rate": 131.0, "cpu_ms": 15.1}
+    out = {"limit": {**limit, "tried": [limit]},
+           "sql": _spark(121.5, 16.1, limit_seconds=[0.42, 1.53], limit_loads=2),
+           "predict_batch_udf": _spark(119.3, 16.4), "recipe": _spark(97.2, 19.9),
+           "classic": _spark(118.8, 16.3), "row": _spark(101.7, 18.8, images=100),
+           "limit_onnx": {"processes": 2, "threads": 1, "rate": 126.4, "cpu_ms": 15.7},
+           "sql_onnx": _spark(117.1, 16.6)}
+    rounds = []
+    for i in range(3):
+        one = {"sql": _measured(120.0 + i, 16.0), "predict_batch_udf": _measured(119.0, 16.2),
+               "classic": _measured(118.0 - i, 16.4)}
+        if ceiling:
+            one["ceiling"] = _measured(125.0, 15.9)
+        rounds.append(one)
+    out["head_to_head"] = {"paths": list(bench_main.HEAD_TO_HEAD), "images": 500,
+                           "rounds": rounds, "log": "/work/logs/h2h.log"}
+    if ceiling:
+        out["ceiling"] = {"threads": 2, **_measured(125.0, 15.9)}
+    return out
+
+
+@pytest.fixture
+def results() -> dict:
+    return json.loads(json.dumps({
+        "machine": {"nproc": 2, "cpu": "Test CPU", "python": "3.11.7", "load": [1.5, 1.4, 1.3],
+                    "load_after": [2.5, 2.0, 1.8]},
+        "command": "python -m bench", "batch_size": 32, "warm_passes": 12,
+        "commit": "abc1234", "started": "2026-12-03 09:00",
+        "workloads": {"cifar": _workload(False), "photos": _workload(True)},
+        "memory_small": _spark(118.2, 16.2, images=1000, peak_rss_mb=690.0),
+        "prefetch": {"off": _spark(84.9, 22.6, images=300), "on": _spark(83.5, 23.1, images=300)},
+        "jdbc_limit": {"seconds": [0.57, 0.38, 1.64, 1.66]},
+        "sweep": [
+            {"workload": "cifar", "setting": "mxsql.batchSize", "value": "32 (default)",
+             "conf": {}, "images": 500, "rate": 114.0, "cpu_ms": 17.0, "rss": 725.0,
+             "partitions": 2, "shipped": True},
+            {"workload": "cifar", "setting": "mxsql.batchSize", "value": "64",
+             "conf": {"spark.mxsql.batchSize": "64"}, "images": 500, "rate": 122.6,
+             "cpu_ms": 16.0, "rss": 898.0, "partitions": 2, "shipped": False},
+        ],
+    }))
+
+
+def test_a_measured_figure_changes_with_the_json(results):
+    before = report.results_markdown(results)
+    assert "prefetch on 83.5 img/s" in before
+    results["prefetch"]["on"]["rate"] = 61.2
+    after = report.results_markdown(results)
+    assert "prefetch on 61.2 img/s" in after
+    assert "83.5" not in after
+
+
+def test_the_table_and_targets_follow_the_json(results):
+    results["workloads"]["cifar"]["sql"]["rate"] = 65.5  # 0.50x (1)
+    text = report.results_markdown(results)
+    assert "| cifar | (2) SQL mx_classify -> Parquet | 500 | 65.5 | 0.50 |" in text
+    assert "- cifar: (2) = 0.50x (1)" in text and "target 0.90x (issue): **not met**" in text
+
+
+def test_no_figure_measured_apart_from_the_run_is_written_into_the_report(results):
+    text = report.results_markdown(results)
+    for older in ("86.6", "87.8", "813 MiB", "1,115", "0.57 s to import", "15.3-15.5"):
+        assert older not in text
+    assert "[NOTES.md](NOTES.md)" in text
+    assert "on commit `abc1234`" in text
+    assert "(12 passes each)" in text
+
+
+def test_a_crashed_path_shows_the_end_of_its_stderr_and_the_rest_still_renders(results):
+    results["workloads"]["photos"]["sql"] = {
+        "error": "bench.spark_paths --path sql exited with 1 and printed no result",
+        "log": "/work/logs/007-photos-sql.log",
+        "stderr_tail": ["Traceback (most recent call last):",
+                        "java.lang.OutOfMemoryError: Java heap space"]}
+    text = report.results_markdown(results)
+    assert "| photos | (2) SQL mx_classify -> Parquet |  |  |" in text
+    assert "**failed**" in text
+    assert "## Failed measurements" in text
+    assert "**workloads / photos / sql**: bench.spark_paths --path sql exited with 1" in text
+    assert "  java.lang.OutOfMemoryError: Java heap space" in text
+    assert "`/work/logs/007-photos-sql.log`" in text
+    # Against (3), the photos' target is still judged on the head-to-head rounds.
+    assert "- photos: (2) = 1.02x (3) (by CPU 1.01x) head to head" in text
+    assert "in separate drivers: failed" in text
+    assert "- photos: (2) against (4), target 1.00x (DECISIONS 17: the classic recipe on " \
+        "local files): not measured, (2) failed" in text  # (4) is not timed head to head
+    assert "cifar: (2) = 0.93x (1)" in text
+
+
+def test_a_failed_limit_leaves_the_ratios_to_it_empty(results):
+    limit = results["workloads"]["cifar"]["limit"]
+    failure = {"processes": 2, "threads": 1, "error": "bench.limit exited with -9 and "
+               "printed no result", "log": "/work/logs/001-limit-1t.log",
+               "stderr_tail": ["Killed"]}
+    results["workloads"]["cifar"]["limit"] = {**failure, "tried": [failure, limit]}
+    rows = {(r["workload"], r["path"]): r for r in report.table_rows(results)}
+    assert rows[("cifar", report.NAMES["sql"])]["ratio"] is None
+    assert rows[("photos", report.NAMES["sql"])]["ratio"] == pytest.approx(121.5 / 131.0)
+    text = report.results_markdown(results)
+    assert text.count("bench.limit exited with -9") == 1, "one failure, reported once"
+
+
+def test_from_json_writes_the_report_and_chart(results, tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    monkeypatch.setattr(sys, "argv", ["python -m bench"])
+    bench_main.main(["--from-json", str(path), "--out", str(tmp_path)])
+    assert (tmp_path / "RESULTS.md").read_text() == report.results_markdown(results)
+    assert (tmp_path / "results.png").stat().st_size > 0
+
+
+def test_a_crashed_child_is_recorded_with_the_end_of_its_stderr(tmp_path):
+    log = str(tmp_path / "child.log")
+    code = "import sys; print('\\n'.join(f'line {i}' for i in range(40)), file=sys.stderr); " \
+           "sys.exit(3)"
+    result = runner._run([sys.executable, "-c", code], "the child", log, env=None)
+    assert runner.failed(result)
+    assert result["error"] == "the child exited with 3 and printed no result"
+    assert result["stderr_tail"] == [f"line {i}" for i in range(40 - runner.STDERR_LINES, 40)]
+
+
+def test_a_child_that_prints_a_result_is_read():
+    code = "print('starting'); print('{\"images\": 3}')"
+    result = runner._run([sys.executable, "-c", code], "the child", "/dev/null", env=None)
+    assert result == {"images": 3}
+
+
+def test_the_sweep_labels_the_key_tables_batch_size_as_default():
+    default = str(parse_settings({}).batch_size)
+    labelled = [(shown, conf) for _, setting, shown, conf in sweep.POINTS
+                if setting == "mxsql.batchSize" and "(default)" in shown]
+    assert labelled == [(f"{default} (default)", {"spark.mxsql.batchSize": default})]
+
+
+def test_results_are_not_changed_by_rendering(results):
+    before = copy.deepcopy(results)
+    report.results_markdown(results)
+    assert results == before

@@ -1,0 +1,213 @@
+"""MXNet checkpoints: the files, labels, shapes and checks that do not depend on the engine.
+
+A :class:`Checkpoint` is read and checked once per worker; the engine that runs it
+(``engines.py``) takes from it the symbol and parameters it needs. Preprocessing and the
+softmax rule live here too, so every engine sees the same input and gives the same kind
+of output.
+"""
+
+import json
+import os
+import re
+import sys
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from mxsql.udfs.config import ModelSpec
+from mxsql.udfs.errors import ModelLoadError
+
+__all__ = ["Checkpoint", "SOFTMAX_OPS", "first_line", "import_mxnet", "model_input",
+           "probabilities", "read_labels"]
+
+SOFTMAX_OPS = frozenset({"SoftmaxOutput", "softmax", "SoftmaxActivation"})
+_WORDNET_ID = re.compile(r"^n\d{8}\s+")
+# Optional imports of MXNet that mxsql does not use (see import_mxnet).
+_SKIPPED_BY_MXNET = ("sklearn", "scipy")
+
+
+def read_labels(path: str) -> List[str]:
+    """One label a line; a leading WordNet id (``n01440764 tench``) is dropped."""
+    with open(path, encoding="utf-8") as f:
+        lines = [line.strip() for line in f]
+    while lines and not lines[-1]:
+        lines.pop()
+    return [_WORDNET_ID.sub("", line) for line in lines]
+
+
+def first_line(error: Exception) -> str:
+    """The line of an error that says what went wrong (MXNet's start with a C++ trace)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("MXNetError:"):
+            return line[len("MXNetError:"):].strip()
+    return lines[0] if lines else type(error).__name__
+
+
+def import_mxnet():
+    """Import MXNet without scikit-learn, scipy and setuptools.
+
+    MXNet imports scikit-learn and scipy only if they are installed, and only for code
+    mxsql never runs: mxnet.model subclasses scikit-learn's BaseEstimator in the
+    deprecated FeedForward API, and scipy serves quantization calibration, test
+    utilities and conversion of scipy sparse matrices. It imports distutils for
+    LooseVersion, which setuptools' import hook (where installed) serves by importing
+    all of setuptools; the standard library's distutils does as well. Together they are
+    nearly half of the import's CPU time (1.3 s against 0.75 s here), paid again by every
+    fresh worker (after a LIMIT query, for one).
+    """
+    if "mxnet" in sys.modules:
+        return sys.modules["mxnet"]
+    os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # one log line per load, not two
+    hidden = [name for name in _SKIPPED_BY_MXNET if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # makes `import name` raise ImportError
+    hooks = _setuptools_distutils_hooks()
+    for hook in hooks:
+        sys.meta_path.remove(hook)
+    try:
+        import mxnet
+    finally:
+        for name in hidden:
+            del sys.modules[name]
+        sys.meta_path[:0] = hooks
+    return mxnet
+
+
+def _setuptools_distutils_hooks() -> list:
+    """setuptools' distutils import hooks, where the standard library has its own."""
+    if sys.version_info >= (3, 12) or "distutils" in sys.modules:
+        return []
+    return [hook for hook in sys.meta_path if type(hook).__module__ == "_distutils_hack"]
+
+
+def split_params(symbol, saved: Dict[str, object]) -> Tuple[dict, dict]:
+    """(arg_params, aux_params) by bare name from a params file's ``arg:``/``aux:`` names."""
+    auxs = set(symbol.list_auxiliary_states())
+    arg_params, aux_params = {}, {}
+    for name, value in (saved or {}).items():  # an empty file loads as an empty list
+        kind, _, bare = name.partition(":")
+        if not bare:
+            kind, bare = ("aux" if name in auxs else "arg"), name
+        (aux_params if kind == "aux" else arg_params)[bare] = value
+    return arg_params, aux_params
+
+
+class Checkpoint:
+    """A checked MXNet checkpoint: symbol, parameters, labels and shapes, not yet bound.
+
+    ``symbol_path`` and ``params_path`` are the local files it was read from (engines
+    that cache a converted network key it by their content).
+    """
+
+    def __init__(self, spec: ModelSpec, symbol_path: str, params_path: str, labels_path: str):
+        mx = import_mxnet()
+        self.spec = spec
+        self.symbol_path = symbol_path
+        self.params_path = params_path
+        try:
+            self.symbol = mx.sym.load(symbol_path)
+        except Exception as e:
+            raise ModelLoadError(
+                f"{spec.key('uri')}: {symbol_path} is not an MXNet symbol file: {first_line(e)}"
+            ) from None
+        try:
+            saved = mx.nd.load(params_path)
+        except Exception as e:
+            raise ModelLoadError(
+                f"{spec.key('uri')}: {params_path} is not an MXNet params file: {first_line(e)}"
+            ) from None
+        try:
+            self.labels = read_labels(labels_path)
+        except (OSError, UnicodeDecodeError) as e:
+            raise ModelLoadError(
+                f"{spec.key('labels')}: cannot read {labels_path} as UTF-8 text, one label a "
+                f"line: {e}"
+            ) from None
+        self.arg_params, self.aux_params = split_params(self.symbol, saved)
+        self.data_name = self._input_name()
+        self.num_classes = self._check_shapes()
+        if len(self.labels) != self.num_classes:
+            raise ModelLoadError(
+                f"{spec.key('labels')}: {len(self.labels)} labels in {labels_path} but the "
+                f"network outputs {self.num_classes} classes"
+            )
+        self.outputs_probabilities = self._outputs_probabilities()
+
+    @property
+    def label_names(self) -> List[str]:
+        """Inputs that only training reads (a SoftmaxOutput's label)."""
+        return [a for a in self.symbol.list_arguments()
+                if a not in self.arg_params and a != self.data_name]
+
+    def input_shape(self, batch: int) -> Tuple[int, int, int, int]:
+        """The network's NCHW input shape for ``batch`` images."""
+        height, width = self.spec.input_size
+        return batch, self.spec.channels, height, width
+
+    def _input_name(self) -> str:
+        inputs = [
+            a for a in self.symbol.list_arguments()
+            if a not in self.arg_params and not a.endswith("label")
+        ]
+        if len(inputs) != 1:
+            missing = [a for a in inputs if a != "data"] or ["an input"]
+            raise ModelLoadError(
+                f"{self.spec.key('uri')}: the params file lacks {', '.join(missing)} "
+                f"(is {self.spec.key('epoch')}={self.spec.epoch} the right checkpoint?)"
+            )
+        return inputs[0]
+
+    def _check_shapes(self) -> int:
+        shape = self.input_shape(1)
+        try:
+            known = {name: value.shape for name, value in self.arg_params.items()}
+            _, out_shapes, _ = self.symbol.infer_shape(**known, **{self.data_name: shape})
+        except Exception as e:
+            raise ModelLoadError(
+                f"{self.spec.key('inputSize')}: the network rejects input shape "
+                f"{shape[1:]} (channels, height, width): {first_line(e)}; set "
+                f"{self.spec.key('inputSize')} and {self.spec.key('channels')} to what it "
+                "was trained on"
+            ) from None
+        if not out_shapes or out_shapes[0] is None:
+            raise ModelLoadError(
+                f"{self.spec.key('inputSize')}: cannot infer the network's output for "
+                f"input shape {shape[1:]}"
+            )
+        return int(np.prod(out_shapes[0][1:]))
+
+    def _outputs_probabilities(self) -> bool:
+        if self.spec.output != "auto":
+            return self.spec.output == "probabilities"
+        graph = json.loads(self.symbol.tojson())
+        head = graph["heads"][0][0]
+        return graph["nodes"][head]["op"] in SOFTMAX_OPS
+
+
+def _per_channel(values: Sequence[float]) -> np.ndarray:
+    return np.array(values, np.float32).reshape(1, -1, 1, 1)
+
+
+def model_input(spec: ModelSpec, pixels: np.ndarray, batch: int) -> np.ndarray:
+    """The float32 NCHW batch of ``batch`` images for uint8 pixels (N, H, W, C), N <= batch:
+    the model's mean and std applied, blank images after the N given."""
+    x = np.zeros((batch, pixels.shape[3], pixels.shape[1], pixels.shape[2]), np.float32)
+    x[:len(pixels)] = pixels.transpose(0, 3, 1, 2)
+    if spec.mean is not None:
+        x -= _per_channel(spec.mean)
+    if spec.std is not None:
+        x /= _per_channel(spec.std)
+    return x
+
+
+def probabilities(scores: np.ndarray, outputs_probabilities: bool) -> np.ndarray:
+    """Float64 class probabilities from the network's scores (N, classes): softmax
+    unless the network already ends in one."""
+    scores = scores.astype(np.float64)
+    if outputs_probabilities:
+        return scores
+    scores -= scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    return scores
