@@ -83,6 +83,15 @@ def test_http_404_names_the_key_and_the_status(model_server, tmp_path):
         _fetch(f"{base}/nothing-symbol.json", tmp_path)
 
 
+def test_http_error_keeps_no_cause_that_could_show_a_signed_urls_query(model_server, tmp_path):
+    base, _ = model_server
+    with pytest.raises(ModelLoadError) as error:
+        _fetch(f"{base}/nothing-symbol.json?X-Amz-Signature=secret", tmp_path)
+    assert "secret" not in str(error.value)
+    cause = error.value.__cause__
+    assert cause is not None and cause.__cause__ is None and cause.__suppress_context__
+
+
 def test_checksum_mismatch_leaves_nothing_in_the_cache(model_server, tmp_path):
     base, _ = model_server
     with pytest.raises(ModelLoadError, match=r"spark.mxsql.model.web.sha256.symbol: checksum mismatch"):
@@ -108,6 +117,14 @@ def test_unwritable_cache_dir_names_the_key(model_server, tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(ModelLoadError, match=r"spark.mxsql.cacheDir: cannot create or lock files in .*a-file"):
         _fetch(f"{base}/digits-symbol.json", blocker / "cache")
+
+
+def test_unwritable_cache_dir_keeps_the_os_error_as_its_cause(model_server, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ModelLoadError) as error:
+        _fetch(f"{model_server[0]}/digits-symbol.json", blocker / "cache")
+    assert isinstance(error.value.__cause__, OSError)
 
 
 def test_cache_lock_is_shared_by_users_and_not_truncated(model_server, tmp_path):

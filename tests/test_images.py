@@ -116,6 +116,13 @@ def test_truncated_png_gives_a_reason(picture):
     assert info.format == "PNG" and info.width == 48 and "cannot decode PNG" in info.error
 
 
+def test_a_decode_error_keeps_pillows_error_as_its_cause(picture):
+    data = imagekit.truncated(imagekit.encode(picture, "PNG"))
+    with pytest.raises(UnreadableImage) as error:
+        pixels(data)
+    assert isinstance(error.value.__cause__, OSError)
+
+
 def test_corrupted_pixels_give_a_reason(picture):
     data = imagekit.corrupted_png(imagekit.encode(picture, "PNG"))
     with pytest.raises(UnreadableImage, match="cannot decode PNG"):

@@ -49,6 +49,8 @@ def _download_http(uri: str, dest: str) -> None:
     try:
         with urllib.request.urlopen(uri, timeout=60) as response, open(dest, "wb") as out:
             shutil.copyfileobj(response, out, _CHUNK)
+    # The cause is dropped: its text and traceback hold the full URL, whose query string
+    # may carry a signed URL's credentials (the message shows the URL without it).
     except urllib.error.HTTPError as e:
         raise _FetchFailed(f"HTTP {e.code} {e.reason}") from None
     except Exception as e:
@@ -64,7 +66,7 @@ def _s3_etag(uri: str, s3: S3Settings) -> str:
     try:
         return s3_client(s3).head_object(Bucket=bucket, Key=key)["ETag"]
     except Exception as e:
-        raise _FetchFailed(missing_reason(e, bucket, key, s3)) from None
+        raise _FetchFailed(missing_reason(e, bucket, key, s3)) from e
 
 
 def _download_s3(uri: str, dest: str, s3: S3Settings) -> None:
@@ -72,7 +74,7 @@ def _download_s3(uri: str, dest: str, s3: S3Settings) -> None:
     try:
         s3_client(s3).download_file(bucket, key, dest)
     except Exception as e:
-        raise _FetchFailed(missing_reason(e, bucket, key, s3)) from None
+        raise _FetchFailed(missing_reason(e, bucket, key, s3)) from e
 
 
 def _cache_name(uri: str, s3: S3Settings) -> str:
@@ -98,7 +100,7 @@ def cache_lock(cache_dir: str, target: str, *, needed_for: str) -> Iterator[None
         raise ModelLoadError(
             f"{PREFIX}cacheDir: cannot create or lock files in {cache_dir} ({e.strerror}), "
             f"needed for {needed_for}: set {PREFIX}cacheDir to a writable local directory"
-        ) from None
+        ) from e
     with os.fdopen(lock_fd) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
@@ -146,7 +148,7 @@ def fetch(
         try:
             split_s3_uri(uri)
         except ValueError as e:
-            raise ModelLoadError(f"{key}: {e}") from None
+            raise ModelLoadError(f"{key}: {e}") from e
     cache_dir = os.path.expanduser(cache_dir)
     target = os.path.join(cache_dir, _cache_name(uri, s3))
     etag_file = target + ".etag"
@@ -154,7 +156,7 @@ def fetch(
         try:
             etag = _s3_etag(uri, s3) if scheme in S3_SCHEMES else None
         except _FetchFailed as e:
-            raise ModelLoadError(f"{key}: cannot fetch {_shown(uri)}: {e}") from None
+            raise ModelLoadError(f"{key}: cannot fetch {_shown(uri)}: {e}") from e
         if (os.path.isfile(target) and (etag is None or _read_text(etag_file) == etag)
                 and (sha256 is None or sha256_of(target) == sha256)):
             return target
@@ -176,7 +178,7 @@ def fetch(
                 with open(etag_file, "w", encoding="utf-8") as f:
                     f.write(etag)
         except _FetchFailed as e:
-            raise ModelLoadError(f"{key}: cannot fetch {_shown(uri)}: {e}") from None
+            raise ModelLoadError(f"{key}: cannot fetch {_shown(uri)}: {e}") from e
         finally:
             _remove(partial)
     return target

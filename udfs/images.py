@@ -41,12 +41,12 @@ def _open(data: Optional[bytes], max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
+    except UnidentifiedImageError as e:
         raise UnreadableImage(
             f"not an image: Pillow cannot identify the format of these {len(data)} bytes"
-        ) from None
+        ) from e
     except (OSError, ValueError, SyntaxError) as e:
-        raise UnreadableImage(f"cannot read image header: {e}") from None
+        raise UnreadableImage(f"cannot read image header: {e}") from e
     width, height = img.size
     if width * height > max_pixels:
         raise UnreadableImage(
@@ -65,7 +65,7 @@ def _load(img: Image.Image) -> Image.Image:
             return img
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, MemoryError) as e:
         fmt = img.format or "image"
-        raise UnreadableImage(f"cannot decode {fmt}: {e}") from None
+        raise UnreadableImage(f"cannot decode {fmt}: {e}") from e
 
 
 def image_info(data: Optional[bytes], max_pixels: int) -> ImageInfo:
@@ -143,5 +143,5 @@ def load_pixels(
     try:
         pixels = np.asarray(_resize(_to_8bit(img, channels), height, width, resize), np.uint8)
     except (OSError, ValueError, MemoryError) as e:
-        raise UnreadableImage(f"cannot convert {img.format or 'image'} ({img.mode}): {e}") from None
+        raise UnreadableImage(f"cannot convert {img.format or 'image'} ({img.mode}): {e}") from e
     return pixels.reshape(height, width, channels)

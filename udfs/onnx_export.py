@@ -62,7 +62,7 @@ def _float(text: Optional[str], default: float) -> float:
 
 
 class _Graph:
-    """The ONNX nodes and initializers being built, and the MXNet tensors they stand for."""
+    """The ONNX nodes and initializers being built from one MXNet graph."""
 
     def __init__(self, params: Dict[str, np.ndarray]):
         from onnx import helper, numpy_helper

@@ -213,10 +213,10 @@ class Target:
         path = options.path
         try:
             bucket, key = split_s3_uri(path)
-        except ValueError:
+        except ValueError as e:
             raise ConfigError(
                 f"{NAME}: path {path!r} is not an S3 URI: expected s3://BUCKET/PREFIX/"
-            ) from None
+            ) from e
         s3 = S3Settings(**{
             k.field: getattr(options, k.field) or getattr(settings.s3, k.field) for k in S3_KEYS
         })

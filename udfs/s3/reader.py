@@ -87,7 +87,7 @@ def _list(target: Target, *, recursive: bool, glob: Optional["re.Pattern"]) -> L
         raise S3Error(
             f"{NAME}: cannot list s3://{target.bucket}/{directory}: "
             + s3_reason(e, target.bucket, directory or None, target.s3)
-        ) from None
+        ) from e
     if not anything:
         raise S3Error(
             f"{NAME}: path not found: no object under s3://{target.bucket}/{directory} "
@@ -105,7 +105,7 @@ def _single_object(client, target: Target, glob) -> List[_Listed]:
             raise S3Error(
                 f"{NAME}: path not found: no object at {target.path} and none under "
                 f"s3://{target.bucket}/{target.directory} (S3 keys are case-sensitive)"
-            ) from None
+            ) from e
         raise
     name = target.key.rpartition("/")[2]
     if head["ContentLength"] == 0 or (glob is not None and not glob.fullmatch(name)):
@@ -170,7 +170,7 @@ def _get(client, target: Target, bucket: str, obj: _Listed) -> _Fetched:
             raise S3Error(
                 f"{NAME}: cannot read s3://{bucket}/{obj.key} in {target.max_attempts} tries "
                 f"(option maxAttempts): {s3_reason(e, bucket, obj.key, target.s3)}"
-            ) from None
+            ) from e
 
 
 def _fetch_in_order(client, target: Target, partition: S3Partition,

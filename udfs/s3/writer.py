@@ -75,7 +75,7 @@ class S3Writer(DataSourceArrowWriter):
             except Exception as e:
                 raise S3Error(f"{NAME}: cannot upload {self.target.uri(key)}: "
                               + s3_reason(e, self.target.bucket, key, self.target.s3)
-                              ) from None
+                              ) from e
         return _Part(partition, key, rows)
 
     def commit(self, messages: List[Optional[_Part]]) -> None:
@@ -111,7 +111,7 @@ class S3Writer(DataSourceArrowWriter):
         except Exception as e:
             raise S3Error(f"{NAME}: cannot commit the write to {target.path}: "
                           + s3_reason(e, target.bucket, target.directory, target.s3)
-                          ) from None
+                          ) from e
         _log.info("wrote %d rows in %d Parquet files to %s", rows, len(files), target.path)
 
     def _empty_part(self, client) -> str:
@@ -137,7 +137,7 @@ class S3Writer(DataSourceArrowWriter):
             raise S3Error(f"{NAME}: the write to {target.path} failed, and so did removing "
                           f"its temporary files under {target.uri(self._temporary)}: "
                           + s3_reason(e, target.bucket, self._temporary, target.s3)
-                          ) from None
+                          ) from e
         _log.warning("the write to %s failed: its temporary files are removed and the "
                      "output is as it was before", target.path)
 
