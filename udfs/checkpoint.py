@@ -18,7 +18,7 @@ from mxsql.udfs.config import ModelSpec
 from mxsql.udfs.errors import ModelLoadError
 
 __all__ = ["Checkpoint", "SOFTMAX_OPS", "first_line", "import_mxnet", "model_input",
-           "probabilities", "read_labels"]
+           "probabilities", "read_labels", "split_params"]
 
 SOFTMAX_OPS = frozenset({"SoftmaxOutput", "softmax", "SoftmaxActivation"})
 _WORDNET_ID = re.compile(r"^n\d{8}\s+")

@@ -16,12 +16,11 @@ from typing import Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from mxsql.udfs import artifacts, engines, logs
-from mxsql.udfs.checkpoint import (SOFTMAX_OPS, Checkpoint, first_line, model_input,
-                                   probabilities, read_labels)
+from mxsql.udfs.checkpoint import Checkpoint, first_line, model_input, probabilities
 from mxsql.udfs.config import ModelSpec, Settings
 from mxsql.udfs.errors import InferenceError
 
-__all__ = ["LoadedModel", "get_model", "read_labels", "SOFTMAX_OPS", "SHORT_BATCH"]
+__all__ = ["LoadedModel", "get_model", "SHORT_BATCH"]
 
 # The batch shape a short batch runs in (see LoadedModel.predict).
 SHORT_BATCH = 4
