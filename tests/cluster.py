@@ -28,6 +28,7 @@ from tests.servers import free_port, poll, spark_home
 __all__ = ["VENV_PYTHON", "StandaloneCluster"]
 
 VENV_PYTHON = sys.executable
+_DAEMON_MODULES = ("mxsql.udfs.daemon", "pyspark.daemon")
 _EXECUTOR_MAIN = "org.apache.spark.executor.CoarseGrainedExecutorBackend"
 
 
@@ -132,9 +133,10 @@ class StandaloneCluster:
                 if _EXECUTOR_MAIN in _cmdline(c)]
 
     def python_daemons(self) -> List[psutil.Process]:
-        """Each executor's ``pyspark.daemon``, which forks the Python workers."""
+        """Each executor's Python daemon (mxsql's, which preloads, or ``pyspark.daemon``),
+        which forks the Python workers."""
         return [c for e in self.executors() for c in _children(e)
-                if "pyspark.daemon" in _cmdline(c)]
+                if any(module in _cmdline(c) for module in _DAEMON_MODULES)]
 
     def python_workers(self) -> List[psutil.Process]:
         """The Python workers that run tasks: the processes the daemons forked."""

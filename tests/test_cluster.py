@@ -198,9 +198,13 @@ def test_mxsql_shell_classifies_on_the_cluster(cluster, models, folders, tmp_pat
 # --- the Thrift server on the cluster --------------------------------------------------
 
 @pytest.fixture(scope="module")
-def server(cluster, models, tmp_path_factory):
+def server(cluster, models, folders, digits, tmp_path_factory):
     root = tmp_path_factory.mktemp("thriftserver")
-    conf = {**_driver_conf(models), "spark.driver.memory": f"{_DRIVER_MEMORY_MB}m"}
+    # The tables below are over the held-out digits and the copies: the server's
+    # connections may read files only there (and under the warehouse).
+    allowed = [os.path.dirname(os.path.dirname(digits[1][0])), *folders.values()]
+    conf = {**_driver_conf(models), "spark.driver.memory": f"{_DRIVER_MEMORY_MB}m",
+            "spark.mxsql.server.allowedPaths": ",".join(allowed)}
     args = ["--master", cluster.url, "--port", "0", *_conf_args(conf)]
     env = {"MXSQL_HOME": str(root / "home"), "SPARK_LOCAL_IP": "127.0.0.1"}
     with servers.ThriftServerProcess(args, log_path=str(root / "server.log"), env=env) as s:
