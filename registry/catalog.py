@@ -7,7 +7,7 @@ import pyarrow as pa
 
 from mxsql.registry.callbacks import JavaThrow, analysis_error, scala_function
 from mxsql.registry.config import declare_keys, settings_from_session
-from mxsql.udfs import functions
+from mxsql.udfs import functions, tables
 from mxsql.udfs.config import Settings
 from mxsql.udfs.s3 import source as s3source
 
@@ -138,7 +138,17 @@ def register_all(spark, *, settings: Optional[Settings] = None,
         spark.udf.register(fn.name, _arrow_udf(fn, settings))
         _check_arguments(spark, fn)
     spark.dataSource.register(s3source.data_source(settings, fixed_by_server=fixed_by_server))
+    _register_tables(spark, settings)
     return settings
+
+
+def _register_tables(spark, settings: Settings) -> None:
+    """``mx_models()`` and ``mx_labels([model])``: Python UDTFs over ``settings``."""
+    from pyspark.sql.functions import udtf
+
+    models, labels = tables.udtfs(settings)
+    spark.udtf.register("mx_models", udtf(models, returnType=tables.MODELS_SCHEMA))
+    spark.udtf.register("mx_labels", udtf(labels, returnType=tables.LABELS_SCHEMA))
 
 
 def session_functions(spark) -> List[Tuple[str, object, object]]:

@@ -37,6 +37,12 @@ def prepare_sessions(spark, rules: ServerRules) -> None:
     identifier = jvm.org.apache.spark.sql.catalyst.FunctionIdentifier
     for name, info, builder in session_functions(spark):
         extensions.injectFunction(jvm.scala.Tuple3(identifier.apply(name), info, builder))
+    tables = spark._jsparkSession.sessionState().tableFunctionRegistry()
+    for name in ("mx_models", "mx_labels"):
+        table = identifier.apply(name, jvm.scala.Some("session"), jvm.scala.Some("system"))
+        extensions.injectTableFunction(jvm.scala.Tuple3(
+            identifier.apply(name), tables.lookupFunction(table).get(),
+            tables.lookupFunctionBuilder(table).get()))
     builtin = jvm.org.apache.spark.sql.catalyst.analysis.FunctionRegistry.builtin()
     for name in REFUSED_FUNCTIONS:
         info = builtin.lookupFunction(identifier.apply(name)).get()

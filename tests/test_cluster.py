@@ -198,13 +198,23 @@ def test_mxsql_shell_classifies_on_the_cluster(cluster, models, folders, tmp_pat
 # --- the Thrift server on the cluster --------------------------------------------------
 
 @pytest.fixture(scope="module")
-def server(cluster, models, folders, digits, tmp_path_factory):
+def picky_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("picky-images")
+
+
+@pytest.fixture(scope="module")
+def server(cluster, models, folders, digits, picky_folder, tmp_path_factory):
     root = tmp_path_factory.mktemp("thriftserver")
-    # The tables below are over the held-out digits and the copies: the server's
-    # connections may read files only there (and under the warehouse).
-    allowed = [os.path.dirname(os.path.dirname(digits[1][0])), *folders.values()]
+    # The tables below are over the held-out digits, the copies and the picky images: the
+    # server's connections may read files only there (and under the warehouse).
+    allowed = [os.path.dirname(os.path.dirname(digits[1][0])), *folders.values(),
+               str(picky_folder)]
     conf = {**_driver_conf(models), "spark.driver.memory": f"{_DRIVER_MEMORY_MB}m",
-            "spark.mxsql.server.allowedPaths": ",".join(allowed)}
+            "spark.mxsql.server.allowedPaths": ",".join(allowed),
+            # Asynchronous statements, so that a client that drops its connection has its
+            # query cancelled (test_eight_jdbc_clients...); the server's default is
+            # synchronous, for one-line errors (README, "The Thrift JDBC/ODBC server").
+            "spark.sql.hive.thriftServer.async": "true"}
     args = ["--master", cluster.url, "--port", "0", *_conf_args(conf)]
     env = {"MXSQL_HOME": str(root / "home"), "SPARK_LOCAL_IP": "127.0.0.1"}
     with servers.ThriftServerProcess(args, log_path=str(root / "server.log"), env=env) as s:
@@ -345,9 +355,9 @@ def test_killed_python_worker_mid_ctas_loses_and_doubles_no_row(cluster, server,
 # --- a network that raises inside MXNet -------------------------------------------------
 
 @pytest.fixture(scope="module")
-def picky_table(server, digits, tmp_path_factory):
+def picky_table(server, digits, picky_folder):
     """Five dark digits, which the 'picky' model classifies, and one white image it rejects."""
-    folder = tmp_path_factory.mktemp("picky-images")
+    folder = picky_folder
     for path in digits[1][:5]:
         shutil.copyfile(path, folder / f"dark-{os.path.basename(path)}")
     (folder / "white.png").write_bytes(imagekit.encode(Image.new("L", (32, 32), 255), "PNG"))

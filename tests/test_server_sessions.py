@@ -107,6 +107,17 @@ def test_mx_functions_answer_the_first_statement_of_a_new_connection(server):
     assert error.startswith("not an image")
 
 
+def test_model_tables_answer_in_a_new_connection(server):
+    connection = Connection(server, "tables")
+    try:
+        names = [name for (name,) in connection.rows("SELECT name FROM mx_models()")]
+        labels = connection.rows("SELECT class_index FROM mx_labels() ORDER BY class_index")
+    finally:
+        connection.close()
+    assert "default" in names
+    assert [i for (i,) in labels] == list(range(10))
+
+
 def test_use_set_and_temporary_views_stay_in_their_connection(two):
     a, b = two
     a.rows("CREATE DATABASE IF NOT EXISTS ana_db")

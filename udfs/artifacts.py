@@ -184,6 +184,20 @@ def fetch(
     return target
 
 
+def local_or_cached(uri: str, cache_dir: str, s3: S3Settings) -> Optional[str]:
+    """Path of ``uri`` if it is a local file, or of its cached copy if one exists; None else."""
+    local = _local_path(uri)
+    if local is not None:
+        return local if os.path.isfile(local) else None
+    target = os.path.join(os.path.expanduser(cache_dir), _cache_name(uri, s3))
+    return target if os.path.isfile(target) else None
+
+
+def shown(uri: str) -> str:
+    """``uri`` as it may be shown: without user info or query (they may hold a credential)."""
+    return _shown(uri)
+
+
 def _shown(uri: str) -> str:
     """``uri`` without user info or query, which may hold a credential (a presigned URL)."""
     parts = urllib.parse.urlsplit(uri)

@@ -61,7 +61,7 @@ def _s3_objects(spec: ModelSpec, settings: Settings, location: str) -> Iterator[
     try:
         bucket, prefix = split_s3_uri(location)
     except ValueError as e:
-        raise ModelLoadError(f"{spec.key('calibration')}: {e}") from None
+        raise ModelLoadError(f"{spec.key('calibration')}: {e}") from e
     pages = s3_client(settings.s3).get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=prefix)
     try:
@@ -75,7 +75,7 @@ def _s3_objects(spec: ModelSpec, settings: Settings, location: str) -> Iterator[
     except Exception as e:
         raise ModelLoadError(
             f"{spec.key('calibration')}: cannot list {location}: "
-            f"{s3_reason(e, bucket, prefix, settings.s3)}") from None
+            f"{s3_reason(e, bucket, prefix, settings.s3)}") from e
 
 
 def list_images(spec: ModelSpec, settings: Settings) -> List[CalibrationImage]:
@@ -107,7 +107,7 @@ def list_images(spec: ModelSpec, settings: Settings) -> List[CalibrationImage]:
         except OSError as e:
             raise ModelLoadError(
                 f"{spec.key('calibration')}: cannot read {e.filename or folder}: "
-                f"{e.strerror}") from None
+                f"{e.strerror}") from e
     else:
         raise ModelLoadError(
             f"{spec.key('calibration')}: unsupported scheme '{scheme}://' (use a folder, "
@@ -127,13 +127,13 @@ def _read(spec: ModelSpec, settings: Settings, image: CalibrationImage) -> bytes
         except Exception as e:
             raise ModelLoadError(
                 f"{spec.key('calibration')}: cannot read {image.uri}: "
-                f"{s3_reason(e, bucket, key, settings.s3)}") from None
+                f"{s3_reason(e, bucket, key, settings.s3)}") from e
     try:
         with open(image.uri, "rb") as f:
             return f.read()
     except OSError as e:
         raise ModelLoadError(
-            f"{spec.key('calibration')}: cannot read {image.uri}: {e.strerror}") from None
+            f"{spec.key('calibration')}: cannot read {image.uri}: {e.strerror}") from e
 
 
 def load_pixels(spec: ModelSpec, settings: Settings,
@@ -153,5 +153,5 @@ def load_pixels(spec: ModelSpec, settings: Settings,
         except images.UnreadableImage as e:
             raise ModelLoadError(
                 f"{spec.key('calibration')}: {image.uri} is not an image the model can read "
-                f"({e}): remove it from the calibration set") from None
+                f"({e}): remove it from the calibration set") from e
     return np.stack(pixels)

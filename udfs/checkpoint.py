@@ -56,7 +56,7 @@ def import_mxnet():
     nearly half of the import's CPU time (1.3 s against 0.75 s here), paid again by every
     fresh worker (after a LIMIT query, for one).
     """
-    if "mxnet" in sys.modules:
+    if sys.modules.get("mxnet") is not None:  # None: blocked, `import` raises ImportError
         return sys.modules["mxnet"]
     os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # one log line per load, not two
     hidden = [name for name in _SKIPPED_BY_MXNET if name not in sys.modules]
@@ -93,6 +93,21 @@ def split_params(symbol, saved: Dict[str, object]) -> Tuple[dict, dict]:
     return arg_params, aux_params
 
 
+def _require_mxnet(spec: ModelSpec):
+    """MXNet, or a ModelLoadError saying what to install or which engine to use."""
+    try:
+        return import_mxnet()
+    except ImportError as e:
+        via = (f"{spec.key('precision')}={spec.precision} runs only through MXNet; "
+               if spec.precision != "fp32" else "")
+        raise ModelLoadError(
+            f"{spec.key('engine')}={spec.engine}: MXNet cannot be imported in this Python "
+            f"{sys.version_info.major}.{sys.version_info.minor} worker ({e}); {via}install it "
+            f"with `pip install mxnet==1.9.1` (Python <= 3.11 only), or set "
+            f"{spec.key('engine')}=onnxruntime"
+        ) from e
+
+
 class Checkpoint:
     """A checked MXNet checkpoint: symbol, parameters, labels and shapes, not yet bound.
 
@@ -101,10 +116,29 @@ class Checkpoint:
     """
 
     def __init__(self, spec: ModelSpec, symbol_path: str, params_path: str, labels_path: str):
-        mx = import_mxnet()
         self.spec = spec
         self.symbol_path = symbol_path
         self.params_path = params_path
+        if spec.engine == "mxnet":
+            self._read_with_mxnet(_require_mxnet(spec))
+        else:
+            self._read_without_mxnet()
+        try:
+            self.labels = read_labels(labels_path)
+        except (OSError, UnicodeDecodeError) as e:
+            raise ModelLoadError(
+                f"{spec.key('labels')}: cannot read {labels_path} as UTF-8 text, one label a "
+                f"line: {e}"
+            ) from None
+        if len(self.labels) != self.num_classes:
+            raise ModelLoadError(
+                f"{spec.key('labels')}: {len(self.labels)} labels in {labels_path} but the "
+                f"network outputs {self.num_classes} classes"
+            )
+        self.outputs_probabilities = self._outputs_probabilities()
+
+    def _read_with_mxnet(self, mx) -> None:
+        spec, symbol_path, params_path = self.spec, self.symbol_path, self.params_path
         try:
             self.symbol = mx.sym.load(symbol_path)
         except Exception as e:
@@ -117,22 +151,58 @@ class Checkpoint:
             raise ModelLoadError(
                 f"{spec.key('uri')}: {params_path} is not an MXNet params file: {first_line(e)}"
             ) from None
-        try:
-            self.labels = read_labels(labels_path)
-        except (OSError, UnicodeDecodeError) as e:
-            raise ModelLoadError(
-                f"{spec.key('labels')}: cannot read {labels_path} as UTF-8 text, one label a "
-                f"line: {e}"
-            ) from None
         self.arg_params, self.aux_params = split_params(self.symbol, saved)
-        self.data_name = self._input_name()
+        self.data_name = self._input_name(self.symbol.list_arguments())
         self.num_classes = self._check_shapes()
-        if len(self.labels) != self.num_classes:
+        self._graph = json.loads(self.symbol.tojson())
+
+    def _read_without_mxnet(self) -> None:
+        """The same reading and checks from the files alone: the symbol with the ONNX
+        converter's reader, the parameters with ``mxparams``, the output shape by ONNX
+        shape inference of the converted graph (engines other than MXNet run that graph)."""
+        from mxsql.udfs import mxparams, onnx_export
+
+        spec = self.spec
+        self.symbol = None  # no MXNet symbol: engines read ``symbol_path`` themselves
+        try:
+            self._graph = onnx_export.read_symbol(self.symbol_path)
+        except ModelLoadError as e:
+            raise ModelLoadError(f"{spec.key('uri')}: {e}") from None
+        try:
+            saved = mxparams.load(self.params_path)
+        except ModelLoadError as e:
+            raise ModelLoadError(f"{spec.key('uri')}: {e}") from None
+        self.arg_params, self.aux_params = {}, {}
+        for name, value in saved:
+            kind, _, bare = name.partition(":")
+            if not bare:
+                kind, bare = "arg", name
+            (self.aux_params if kind == "aux" else self.arg_params)[bare] = value
+        self.data_name = self._input_name(self._arguments())
+        self.num_classes = self._infer_classes()
+
+    def _arguments(self) -> List[str]:
+        """The symbol's variables read by some operator, as ``list_arguments`` names them
+        (auxiliary states, which the params file tags ``aux:``, left out)."""
+        nodes = self._graph["nodes"]
+        read = {entry[0] for node in nodes for entry in node.get("inputs", [])}
+        return [node["name"] for i, node in enumerate(nodes)
+                if node["op"] == "null" and i in read and node["name"] not in self.aux_params]
+
+    def _infer_classes(self) -> int:
+        from mxsql.udfs import onnx_engine, onnx_export
+
+        onnx_engine._require(self.spec, "onnx")  # an error naming the key and the fix
+        shape = self.input_shape(1)
+        model = onnx_export.convert(
+            self._graph, {**self.arg_params, **self.aux_params}, input_shape=shape[1:],
+            key=self.spec.key("uri"))
+        dims = model.graph.output[0].type.tensor_type.shape.dim
+        if not dims or not all(d.HasField("dim_value") for d in dims[1:]):
             raise ModelLoadError(
-                f"{spec.key('labels')}: {len(self.labels)} labels in {labels_path} but the "
-                f"network outputs {self.num_classes} classes"
-            )
-        self.outputs_probabilities = self._outputs_probabilities()
+                f"{self.spec.key('inputSize')}: cannot infer the network's output for "
+                f"input shape {shape[1:]}")
+        return int(np.prod([d.dim_value for d in dims[1:]]))
 
     @property
     def label_names(self) -> List[str]:
@@ -145,9 +215,9 @@ class Checkpoint:
         height, width = self.spec.input_size
         return batch, self.spec.channels, height, width
 
-    def _input_name(self) -> str:
+    def _input_name(self, arguments: List[str]) -> str:
         inputs = [
-            a for a in self.symbol.list_arguments()
+            a for a in arguments
             if a not in self.arg_params and not a.endswith("label")
         ]
         if len(inputs) != 1:
@@ -180,9 +250,8 @@ class Checkpoint:
     def _outputs_probabilities(self) -> bool:
         if self.spec.output != "auto":
             return self.spec.output == "probabilities"
-        graph = json.loads(self.symbol.tojson())
-        head = graph["heads"][0][0]
-        return graph["nodes"][head]["op"] in SOFTMAX_OPS
+        head = self._graph["heads"][0][0]
+        return self._graph["nodes"][head]["op"] in SOFTMAX_OPS
 
 
 def _per_channel(values: Sequence[float]) -> np.ndarray:

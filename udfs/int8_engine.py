@@ -88,7 +88,7 @@ def build(checkpoint: Checkpoint, settings: Settings) -> MxnetNetwork:
     except Exception as e:
         raise ModelLoadError(
             f"{spec.key('precision')}=int8: cannot load the quantized model in {target} "
-            f"({first_line(e)}): delete that folder to quantize again") from None
+            f"({first_line(e)}): delete that folder to quantize again") from e
     return MxnetNetwork(symbol, arg_params, aux_params, checkpoint.data_name)
 
 
@@ -159,7 +159,7 @@ def _quantize(checkpoint: Checkpoint, x: np.ndarray):
     except Exception as e:
         raise ModelLoadError(
             f"{spec.key('precision')}=int8: oneDNN cannot quantize model '{spec.name}' "
-            f"({spec.uri}): {first_line(e)}; set {spec.key('precision')}=fp32") from None
+            f"({spec.uri}): {first_line(e)}; set {spec.key('precision')}=fp32") from e
     if not _quantized_layers(qsymbol):
         raise ModelLoadError(
             f"{spec.key('precision')}=int8: oneDNN cannot quantize any convolution or fully "

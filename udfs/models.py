@@ -71,7 +71,7 @@ class LoadedModel:
                 raise InferenceError(
                     f"model '{self.spec.name}' ({self.spec.uri}) failed on a batch of "
                     f"{len(chunk)} images: {first_line(e)}"
-                ) from None
+                ) from e
         return out
 
     def _forward(self, chunk: np.ndarray, shape: int) -> np.ndarray:

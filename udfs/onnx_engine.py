@@ -42,7 +42,7 @@ def _require(spec: ModelSpec, module: str):
             f"{spec.key('engine')}=onnxruntime but {missing} cannot be imported by this "
             f"worker's Python ({sys.executable}): {INSTALL} on every node, or set "
             f"{spec.key('engine')}=mxnet"
-        ) from None
+        ) from e
 
 
 def _reason(error: Exception) -> str:
@@ -80,7 +80,7 @@ class OnnxNetwork:
             raise ModelLoadError(
                 f"{spec.key('engine')}=onnxruntime: ONNX Runtime cannot load {path} "
                 f"({_reason(e)}): delete it to convert the checkpoint again"
-            ) from None
+            ) from e
         self.path = path
         self._input = self._session.get_inputs()[0].name
         state = ort.capi.onnxruntime_pybind11_state

@@ -450,12 +450,12 @@ def convert(graph: dict, params: Dict[str, np.ndarray], *, input_shape: Sequence
         except _Unsupported as e:
             raise ModelLoadError(
                 f"{key}: node '{node['name']}' uses MXNet operator '{op}' with {e}, which the "
-                "ONNX converter does not support; serve this model with engine=mxnet") from None
+                "ONNX converter does not support; serve this model with engine=mxnet") from e
         except (KeyError, ValueError, SyntaxError, IndexError) as e:
             raise ModelLoadError(f"{key}: node '{node['name']}' ({op}) has attributes the "
                                  f"ONNX converter cannot read ({type(e).__name__}: {e})") from e
         except ModelLoadError as e:
-            raise ModelLoadError(f"{key}: {e}") from None
+            raise ModelLoadError(f"{key}: {e}") from e
     outputs = []
     for head in graph["heads"]:
         source = (head[0], head[1] if len(head) > 1 else 0)
