@@ -6,12 +6,16 @@ PY := .venv/bin/python
 .venv/.installed: setup.py .ci/setup
 	bash .ci/setup
 
+# Python 3.13 without MXNet, where tests/test_without_mxnet.py runs mxsql (needs pyenv's 3.13).
+.venv-py313/.installed: setup.py .ci/setup
+	bash .ci/setup py313
+
 # Build a digits model and an image table, classify them through SQL.
 demo: .venv/.installed
 	$(PY) -m demo
 
-# Every test, slow cluster and fault tests included.
-test: .venv/.installed
+# Every test, slow cluster and fault tests included, and the no-MXNet ones on Python 3.13.
+test: .venv/.installed .venv-py313/.installed
 	$(PY) -m pytest -q
 
 # Daily work: everything but the slow tests.

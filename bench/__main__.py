@@ -2,9 +2,12 @@
 
 Makes its workloads and the ResNet-18 checkpoint under ``--work`` (cached), measures
 paths (1) to (5) (with (4) both as the classic recipe was published and in its shape
-with mxsql's decode and network), (1o) and (2o) with the ONNX Runtime engine, and (2),
-(3) and (4s) head to head in one driver, on both workloads in one run; then the cold
-cost of a repeated LIMIT 10, worker memory at two sizes, decode prefetch on and off, and
+with mxsql's decode and network), (1o) and (2o) with the ONNX Runtime engine, INT8's
+uncached quantization and (1q), (2q) and (3q) at precision=int8, where the time goes
+(Spark's read and hand-over, decode, resize, to tensor, the network in FP32 and INT8),
+and (2), (3) and (4s) head to head in one driver, on both workloads in one run; then the cold
+cost of a repeated LIMIT 10, the start-up of a one-shot mxsql (bench/startup.py),
+worker memory at two sizes (FP32 and INT8), decode prefetch on and off, and
 sweeps the settings that matter; then writes bench/RESULTS.md, bench/results.png and
 the raw JSON.
 """
@@ -17,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from bench import jdbc, report, runner, sweep, workloads
+from bench import jdbc, python313, report, runner, startup, sweep, workloads
 from bench.spark_paths import WARM_PASSES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,6 +73,23 @@ def _onnx(env, workload, images: int, limit: dict, seconds: float) -> dict:
     sql = runner.spark_path(env, "sql", workload, images, conf)
     _say(workload.name, "sql, engine=onnxruntime", _outcome(sql))
     return {"limit_onnx": forward, "sql_onnx": sql}
+
+
+def _int8(env, workload, images: int, limit: dict, seconds: float) -> dict:
+    """INT8's one-time quantization (uncached), then paths (1q), (2q) and (3q): (1), (2)
+    and (3) with the same network quantized to INT8 (``precision=int8``), (1q) at the
+    process and thread setting (1) found best."""
+    _say(workload.name, "int8: quantization, uncached")
+    quantized = runner.quantize(env, workload)
+    _say(workload.name, "int8: forward alone")
+    forward = runner.limit(env, limit["processes"], limit["threads"], seconds, int8=workload)
+    out = {"quantize": quantized, "limit_int8": forward}
+    for path in ("sql", "predict_batch_udf"):
+        _say(workload.name, f"{path}, precision=int8", images, "images")
+        out[f"{path}_int8"] = runner.spark_path(env, path, workload, images,
+                                                runner.int8_conf(env, workload))
+        _say(workload.name, f"{path}, precision=int8", _outcome(out[f"{path}_int8"]))
+    return out
 
 
 def _say(*parts) -> None:
@@ -150,14 +170,23 @@ def run(args) -> dict:
             out[path] = runner.spark_path(env, path, workload, images, limit_queries=queries)
             _say(name, path, _outcome(out[path]))
         out.update(_onnx(env, workload, sizes[name], out["limit"], args.seconds))
+        out.update(_int8(env, workload, sizes[name], out["limit"], args.seconds))
+        images = min(sizes[name], args.split_images)
+        _say(workload.name, "where the time goes,", images, "images")
+        out["time_split"] = runner.time_split(env, workload, images)
         images = min(sizes[name], args.head_to_head_images)
         _say(name, "head to head:", ", ".join(HEAD_TO_HEAD),
              "and (1c)" if "ceiling" in out else "", images, "images", args.rounds, "rounds")
         out["head_to_head"] = runner.head_to_head(
             env, HEAD_TO_HEAD, workload, images, args.rounds,
             ceiling_threads=nproc if "ceiling" in out else 0)
+    _say("cifar: Python 3.13 with onnxruntime against 3.11 with mxnet, head to head")
+    results["python313"] = python313.head_to_head(env, sets["cifar"], rounds=args.rounds)
     _say("memory at", args.memory_small, "images")
     results["memory_small"] = runner.spark_path(env, "sql", sets["cifar"], args.memory_small)
+    _say("memory at", args.memory_small, "images, precision=int8")
+    results["memory_small_int8"] = runner.spark_path(env, "sql", sets["cifar"], args.memory_small,
+                                                     runner.int8_conf(env, sets["cifar"]))
     _say("prefetch off")
     results["prefetch"] = {
         "off": runner.spark_path(env, "sql", sets["photos"], args.prefetch_images,
@@ -167,6 +196,9 @@ def run(args) -> dict:
     }
     _say("LIMIT 10 over JDBC")
     results["jdbc_limit"] = _jdbc_limit(env, sets["cifar"])
+    _say("start-up of a one-shot mxsql")
+    results["startup"] = startup.measure(work, prefix, env.batch, rounds=args.startup_rounds,
+                                         ctas_rounds=args.startup_ctas_rounds)
     if args.sweep:
         results["sweep"] = _sweep(env, sets, {"cifar": args.sweep_images,
                                               "photos": sizes["photos"]})
@@ -188,6 +220,11 @@ def main(argv=None) -> None:
     parser.add_argument("--head-to-head-images", type=int, default=2000,
                         help="images a path runs a round over, head to head")
     parser.add_argument("--rounds", type=int, default=5, help="rounds head to head")
+    parser.add_argument("--startup-rounds", type=int, default=5,
+                        help="rounds of SELECT 1 in fresh processes (bench.startup)")
+    parser.add_argument("--startup-ctas-rounds", type=int, default=3)
+    parser.add_argument("--split-images", type=int, default=500,
+                        help="images the time split (where the time goes) runs over")
     parser.add_argument("--no-sweep", dest="sweep", action="store_false")
     parser.add_argument("--out", default=HERE, help="where RESULTS.md and results.png go")
     parser.add_argument("--from-json", help="only write the report from a saved results.json")
@@ -196,6 +233,8 @@ def main(argv=None) -> None:
         args.cifar, args.photos, args.seconds = 1000, 100, 8
         args.memory_small, args.prefetch_images, args.sweep_images = 200, 100, 500
         args.head_to_head_images, args.rounds = 500, 3
+        args.split_images = 100
+        args.startup_rounds, args.startup_ctas_rounds = 3, 1
     if args.from_json:
         with open(args.from_json) as f:
             results = json.load(f)

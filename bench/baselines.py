@@ -9,12 +9,14 @@ cache, so no path profits from another's load) and logs its load the way mxsql d
 import os
 import threading
 import time
-from typing import Dict, Iterable, Iterator, Tuple
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mxsql.udfs import images, logs
-from mxsql.udfs.config import ModelSpec
+from mxsql.udfs.config import ModelSpec, Settings
 
 _log = logs.logger("mxsql.bench")
 
@@ -28,15 +30,17 @@ def log_load(spec: ModelSpec, started: float) -> None:
                                            os.getpid()))
 
 
-def _model(path: str, spec: ModelSpec):
-    """The singleton model of ``path`` in this Python worker."""
+def _model(path: str, spec: ModelSpec, settings: Optional[Settings] = None):
+    """The singleton model of ``path`` in this Python worker (``settings`` give the INT8
+    engine its cache folder)."""
     key = (path, spec)
     with _lock:
         if key not in _models:
             from mxsql.udfs.models import LoadedModel
 
             started = time.monotonic()
-            _models[key] = LoadedModel(spec, spec.symbol_uri, spec.params_uri, spec.labels_uri)
+            _models[key] = LoadedModel(spec, spec.symbol_uri, spec.params_uri, spec.labels_uri,
+                                       settings=settings)
             log_load(spec, started)
         return _models[key]
 
@@ -46,9 +50,9 @@ def _pixels(data: bytes, spec: ModelSpec) -> np.ndarray:
                               resize=spec.resize, max_pixels=2 ** 31)
 
 
-def make_predict(spec: ModelSpec, batch_size: int):
+def make_predict(spec: ModelSpec, batch_size: int, settings: Optional[Settings] = None):
     """``make_predict_fn`` for ``pyspark.ml.functions.predict_batch_udf`` (path 3)."""
-    model = _model("predict_batch_udf", spec)
+    model = _model("predict_batch_udf", spec, settings)
     labels = np.asarray(model.labels, dtype=object)
 
     def predict(contents: np.ndarray) -> Dict[str, np.ndarray]:
@@ -89,6 +93,13 @@ def classic_partition(spec: ModelSpec, batch_size: int, paths: Iterable[str]) ->
             batch = []
     if batch:
         yield from run(batch)
+
+
+def content_lengths(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
+    """The body of the "read" path's Arrow UDF: each file's length in bytes. It reads the
+    batches Spark hands over, as mx_classify does, and does nothing else with them."""
+    for batch in batches:
+        yield pc.binary_length(batch)
 
 
 def classify_row(spec: ModelSpec, content: bytes) -> tuple:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -10,7 +11,8 @@ from typing import Dict, List, Optional
 
 from bench.workloads import Workload
 
-__all__ = ["Env", "failed", "stderr_tail", "limit", "ceiling", "spark_path", "head_to_head", "best"]
+__all__ = ["Env", "failed", "stderr_tail", "limit", "quantize", "int8_conf", "ceiling",
+           "time_split", "spark_path", "head_to_head", "best"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,6 +28,11 @@ class Env:
         self.cache = os.path.join(work, "cache")  # spark.mxsql.cacheDir: the ONNX conversion
         os.makedirs(self.logs, exist_ok=True)
         self._runs = 0
+
+    def int8_cache(self, workload: Workload) -> str:
+        """spark.mxsql.cacheDir of the INT8 paths on ``workload``: emptied by
+        :func:`quantize`, so that every run times the quantization uncached."""
+        return os.path.join(self.work, "cache-int8", workload.name)
 
     def log_path(self, name: str) -> str:
         self._runs += 1
@@ -70,16 +77,41 @@ def _run(cmd: List[str], what: str, log: str, env: Dict[str, str]) -> dict:
             "log": log, "stderr_tail": stderr_tail(log)}
 
 
-def limit(env: Env, processes: int, threads: int, seconds: float, *, onnx: bool = False) -> dict:
+def int8_conf(env: Env, workload: Workload) -> Dict[str, str]:
+    """The settings that run the model at precision=int8 on ``workload``, calibrated on
+    its warm-up images (the first 64 in path order), not on the images it classifies."""
+    return {"spark.mxsql.model.resnet18.precision": "int8",
+            "spark.mxsql.model.resnet18.calibration": workload.warm,
+            "spark.mxsql.cacheDir": env.int8_cache(workload)}
+
+
+def quantize(env: Env, workload: Workload) -> dict:
+    """INT8's one-time cost: seconds to quantize the model for ``workload`` in a fresh
+    process with an empty cache (the INT8 paths after it find it cached)."""
+    cache = env.int8_cache(workload)
+    shutil.rmtree(cache, ignore_errors=True)
+    os.makedirs(cache)
+    cmd = [sys.executable, "-m", "bench.limit", "--prefix", env.prefix, "--batch",
+           str(env.batch), "--int8", workload.warm, cache, "--quantize"]
+    return _run(cmd, "bench.limit --quantize", env.log_path(f"{workload.name}-quantize"),
+                env.environ(OMP_NUM_THREADS=str(os.cpu_count())))
+
+
+def limit(env: Env, processes: int, threads: int, seconds: float, *, onnx: bool = False,
+          int8: Optional[Workload] = None) -> dict:
     """Path (1): ``processes`` forward-only processes of ``threads`` OMP threads, together;
-    with ``onnx``, path (1o): the same with the ONNX Runtime engine."""
+    with ``onnx``, path (1o): the same with the ONNX Runtime engine; with ``int8``, path
+    (1q): the same quantized to INT8 as for that workload (run :func:`quantize` first)."""
     start_at = time.time() + 20  # every process has loaded and warmed up by then
     cmd = [sys.executable, "-m", "bench.limit", "--prefix", env.prefix,
            "--batch", str(env.batch), "--seconds", str(seconds), "--start-at", str(start_at)]
     if onnx:
         cmd += ["--onnx-cache", env.cache]
+    if int8 is not None:
+        cmd += ["--int8", int8.warm, env.int8_cache(int8)]
     child_env = env.environ(OMP_NUM_THREADS=str(threads))
-    logs = [env.log_path(f"limit{'-onnx' if onnx else ''}-{threads}t") for _ in range(processes)]
+    kind = "-onnx" if onnx else "-int8" if int8 is not None else ""
+    logs = [env.log_path(f"limit{kind}-{threads}t") for _ in range(processes)]
     with ThreadPoolExecutor(processes) as pool:  # the processes run side by side
         results = list(pool.map(lambda log: _run(cmd, "bench.limit", log, child_env), logs))
     setting = {"processes": processes, "threads": threads}
@@ -116,6 +148,20 @@ def ceiling(env: Env, workload: Workload, images: int, threads: int) -> dict:
         return {"threads": threads, **result}
     return {"threads": threads, "rate": result["images"] / result["seconds"],
             "cpu_ms": 1000 * result["cpu_seconds"] / result["images"], **result}
+
+
+def time_split(env: Env, workload: Workload, images: int) -> dict:
+    """Where the time goes: Spark's read and Arrow hand-over (the "read" path, all
+    processes, per image) and, in one single-threaded process (bench.time_split), CPU ms
+    per image of decode, resize, to tensor and the network in FP32 and INT8, over the
+    first ``images`` images (run :func:`quantize` first)."""
+    read = spark_path(env, "read", workload, images)
+    cmd = [sys.executable, "-m", "bench.time_split", "--prefix", env.prefix, "--batch",
+           str(env.batch), "--files", _listing(env, workload, images),
+           "--int8", workload.warm, env.int8_cache(workload)]
+    steps = _run(cmd, "bench.time_split", env.log_path(f"{workload.name}-time-split"),
+                 env.environ(OMP_NUM_THREADS="1"))
+    return {"read": read, "steps": steps}
 
 
 def _spark_paths(env: Env, paths: List[str], workload: Workload, images: int,

@@ -22,7 +22,7 @@ import threading
 import time
 from functools import partial
 
-PATHS = ("sql", "predict_batch_udf", "classic", "recipe", "row")
+PATHS = ("sql", "predict_batch_udf", "classic", "recipe", "row", "read")
 # The JVM compiles its hot paths over the first thousand or so images it reads, and
 # Spark's planning, the metastore and the Parquet writer over the first dozen or so
 # queries: about 0.5 CPU s of compiling per query, or 1 ms a photo over the 500 photos,
@@ -49,20 +49,40 @@ def _run_sql(spark, source: str, table: str, model: str) -> None:
               f"SELECT path, mx_classify(content, '{model}') AS prediction FROM {source}")
 
 
-def _udf_runner(spark, path: str, spec, batch_size: int):
+def _read_runner(spark):
+    """A function (source view, table) that runs the "read" path: Spark reads each file
+    and hands its bytes to a Python worker through Arrow, as for mx_classify, and an
+    Arrow UDF that only takes their length (``baselines.content_lengths``) writes Parquet:
+    what (2) costs besides decoding and the network."""
+    from pyspark.sql.functions import arrow_udf
+
+    from bench import baselines
+
+    spark.udf.register("bench_content_length", arrow_udf(baselines.content_lengths, "int"))
+
+    def run(source: str, table: str) -> None:
+        spark.sql(f"DROP TABLE IF EXISTS {table}")
+        spark.sql(f"CREATE TABLE {table} USING parquet AS "
+                  f"SELECT path, bench_content_length(content) AS length FROM {source}")
+
+    return run
+
+
+def _udf_runner(spark, path: str, settings):
     """A function (source view, table) that runs path (3) or (5) and writes Parquet."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
     from bench import baselines
 
+    spec, batch_size = settings.model("resnet18"), settings.batch_size
     struct = StructType([StructField("label", StringType()),
                          StructField("probability", DoubleType()),
                          StructField("class_index", IntegerType())])
     if path == "predict_batch_udf":
         from pyspark.ml.functions import predict_batch_udf
 
-        fn = predict_batch_udf(partial(baselines.make_predict, spec, batch_size),
+        fn = predict_batch_udf(partial(baselines.make_predict, spec, batch_size, settings),
                                return_type=struct, batch_size=batch_size)
     else:
         fn = F.udf(partial(baselines.classify_row, spec), struct)
@@ -142,11 +162,15 @@ def _runs(spark, path: str, args):
 
         warm = partial(run_published, spark, spec, batch_size, _files([args.warm], args.ext))
         timed = partial(run_published, spark, spec, batch_size, files)
+    elif path == "read":
+        run = _read_runner(spark)
+        warm, timed = partial(run, "warm_images", "bench_warm_read"), \
+            partial(run, "images", "bench_read")
     elif path == "classic":
         run = _classic_runner(spark, spec, batch_size, args.ext)
         warm, timed = partial(run, [args.warm]), partial(run, args.folders)
     else:
-        run = _udf_runner(spark, path, spec, batch_size)
+        run = _udf_runner(spark, path, settings)
         warm = partial(run, "warm_images", f"bench_warm_{path}")
         timed = partial(run, "images", f"bench_{path}")
     return warm, timed, partitions

@@ -50,12 +50,12 @@ def prepare_sessions(spark, rules: ServerRules) -> None:
             jvm.scala.Tuple3(identifier.apply(name), info, rules.refuse_function(name)))
     s3_source = spark._jsparkSession.sessionState().dataSourceManager() \
         .lookupDataSource(_S3_SOURCE)
-    check = scala_function(spark, rules.check)
 
     def new_session(session):
         sources = session.sessionState().dataSourceManager()
         if not sources.dataSourceExists(_S3_SOURCE):
             sources.registerDataSource(_S3_SOURCE, s3_source)
-        return check
+        return scala_function(spark, rules.session_check(session))
 
     extensions.injectCheckRule(scala_function(spark, new_session))
+    extensions.injectHintResolutionRule(scala_function(spark, rules.file_query_rule))

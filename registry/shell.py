@@ -197,6 +197,7 @@ class Shell:
     def __init__(self, spark, *, out: TextIO, err: TextIO, verbose: bool = False,
                  hive_conf: Optional[Mapping[str, str]] = None):
         from mxsql.registry.config import settings_from_session
+        from mxsql.registry.warmup import WorkerWarmup
 
         self.spark = spark
         self.out = out
@@ -207,6 +208,8 @@ class Shell:
         self.ignore_errors = _is_true(hive_conf.get(_IGNORE_ERRORS_KEY))
         self._jvm = spark._jvm
         self._registered = settings_from_session(spark)
+        self._start = self._registered  # its policy decides what SET may add or change
+        self._warmup = WorkerWarmup(spark)
         # One thread runs every statement, so that the main thread stays free to take
         # Ctrl-C and cancel the running jobs.
         self._runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mxsql-statement")
@@ -247,6 +250,7 @@ class Shell:
         if self.verbose:
             self.out.write(command + "\n")
         started = time.monotonic_ns()
+        self._warmup.before(command)  # Python workers start while Spark plans it
         try:
             header, rows, count = self._runner.submit(self._execute, command).result()
         except Exception as e:  # every failure of a statement is reported, as spark-sql
@@ -296,12 +300,13 @@ class Shell:
 
     def _sync_functions(self) -> None:
         """After a statement changed ``spark.mxsql.*`` settings, check them and register
-        the functions again; a bad value is undone and raised as ConfigError."""
+        the functions again; a bad value, or a model change the start's policy refuses
+        (``runtimeModels``, ``model.allowedUris``), is undone and raised as ConfigError."""
         from mxsql.registry.catalog import register_all
 
         conf = self.spark.conf.getAll
         try:
-            settings = parse_settings(conf)
+            settings = self._start.admit(parse_settings(conf))
         except ConfigError:
             registered = dict(self._registered.raw)
             for key, value in conf.items():

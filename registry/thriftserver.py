@@ -29,6 +29,7 @@ from mxsql.registry.options import key_value_pairs
 from mxsql.registry.serverprocess import listening_message
 from mxsql.registry.serverrules import ALLOWED_PATHS_KEY, PathRules, ServerRules
 from mxsql.registry.sessions import prepare_sessions
+from mxsql.udfs.config import RUNTIME_MODELS_KEY
 from mxsql.udfs.errors import ConfigError, MxsqlError
 
 __all__ = ["HOST_KEY", "PORT_KEY", "AUTH_KEY", "server_conf", "start", "ThriftServer", "main"]
@@ -55,6 +56,8 @@ _SERVER_DEFAULTS = {
     # An mx function's error reaches the client as its message, without the worker's
     # Python traceback.
     "spark.sql.execution.pyspark.udf.hideTraceback.enabled": "true",
+    # A JDBC user may not make the workers fetch a model unless the operator says so.
+    RUNTIME_MODELS_KEY: "false",
 }
 
 _log = logging.getLogger("mxsql.thriftserver")
@@ -167,8 +170,8 @@ def start(spark) -> ThriftServer:
     # mxsql_s3's endpoint and profile options may only repeat the server's: otherwise a
     # JDBC user could read with another profile of this host's credentials, or send them
     # to another endpoint. No SQL statement can change a registered class.
-    register_all(spark, fixed_by_server=True)
-    prepare_sessions(spark, ServerRules(spark, _path_rules(spark)))
+    settings = register_all(spark, fixed_by_server=True)
+    prepare_sessions(spark, ServerRules(spark, _path_rules(spark), settings))
     _login_settings_for_hive(spark)
     _skip_hive_function_registry(spark)
     # Open the metastore now: a bad one (URL, JDBC driver, a Derby home another process

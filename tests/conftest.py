@@ -4,6 +4,7 @@ Tests that need other static Spark settings (a cluster master, a single-session 
 server) start their own process instead of changing this session.
 """
 
+import contextlib
 import os
 import sys
 
@@ -83,6 +84,31 @@ def mx_conf(spark):
         else:
             spark.conf.set(key, old)
     register_all(spark)
+
+
+@pytest.fixture(scope="session")
+def mx_conf_while(spark):
+    """For module-scoped fixtures, which cannot use ``mx_conf``: ``with
+    mx_conf_while(settings):`` sets spark.mxsql.* keys and re-registers the functions,
+    and undoes both at the block's end."""
+    from mxsql.registry import register_all
+
+    @contextlib.contextmanager
+    def while_set(settings):
+        old = [(key, spark.conf.get(key, None)) for key in settings]
+        try:
+            for key, value in settings.items():
+                spark.conf.set(key, value)
+            yield register_all(spark)
+        finally:
+            for key, value in reversed(old):
+                if value is None:
+                    spark.conf.unset(key)
+                else:
+                    spark.conf.set(key, value)
+            register_all(spark)
+
+    return while_set
 
 
 @pytest.fixture(scope="session")

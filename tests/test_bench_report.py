@@ -6,6 +6,7 @@ of the shape ``python -m bench`` writes (no Spark, no MXNet).
 
 import copy
 import json
+import os
 import sys
 
 import pytest
@@ -33,7 +34,14 @@ def _workload(ceiling: bool) -> dict:
            "predict_batch_udf": _spark(119.3, 16.4), "recipe": _spark(97.2, 19.9),
            "classic": _spark(118.8, 16.3), "row": _spark(101.7, 18.8, images=100),
            "limit_onnx": {"processes": 2, "threads": 1, "rate": 126.4, "cpu_ms": 15.7},
-           "sql_onnx": _spark(117.1, 16.6)}
+           "sql_onnx": _spark(117.1, 16.6),
+           "quantize": {"seconds": 19.1, "cpu_seconds": 6.6, "images": 64, "threads": 2},
+           "limit_int8": {"processes": 2, "threads": 1, "rate": 301.0, "cpu_ms": 6.4},
+           "sql_int8": _spark(270.0, 7.0), "predict_batch_udf_int8": _spark(262.5, 7.2),
+           "time_split": {"read": _spark(900.0, 0.6),
+                          "steps": {"images": 500, "decode": 4.2, "resize": 1.5,
+                                    "to_tensor": 0.3, "network_fp32": 15.2,
+                                    "network_int8": 5.8, "threads": 1}}}
     rounds = []
     for i in range(3):
         one = {"sql": _measured(120.0 + i, 16.0), "predict_batch_udf": _measured(119.0, 16.2),
@@ -57,6 +65,7 @@ def results() -> dict:
         "commit": "abc1234", "started": "2026-12-03 09:00",
         "workloads": {"cifar": _workload(False), "photos": _workload(True)},
         "memory_small": _spark(118.2, 16.2, images=1000, peak_rss_mb=690.0),
+        "memory_small_int8": _spark(250.0, 7.5, images=1000, peak_rss_mb=600.0),
         "prefetch": {"off": _spark(84.9, 22.6, images=300), "on": _spark(83.5, 23.1, images=300)},
         "jdbc_limit": {"seconds": [0.57, 0.38, 1.64, 1.66]},
         "sweep": [
@@ -165,3 +174,77 @@ def test_results_are_not_changed_by_rendering(results):
     before = copy.deepcopy(results)
     report.results_markdown(results)
     assert results == before
+
+
+def test_the_int8_rows_targets_and_quantization_follow_the_json(results):
+    results["workloads"]["photos"]["sql_int8"]["rate"] = 170.1  # 1.40x (2)
+    results["workloads"]["cifar"]["sql_int8"]["peak_rss_mb"] = 612.0
+    text = report.results_markdown(results)
+    assert "| cifar | (1q) MXNet INT8 forward alone |  | 301.0 | 2.30 | 6.4 | 2.36 |" in text
+    assert "| cifar | (2q) SQL mx_classify, precision=int8 | 500 | 270.0 | 2.06 | 7.0 | 2.16 " \
+        "| 2 / 2 | 612 | 2 partitions; 0.90x (1q); 2.22x (2) (by CPU 2.30x) |" in text
+    assert "| photos | (3q) predict_batch_udf, the same INT8 network | 500 | 262.5 |" in text
+    assert "2.20x (3) (by CPU 2.28x)" in text
+    assert "- cifar: (2q) = 2.06x (1) (by CPU 2.16x), target 2.00x (issue: SQL at " \
+        "precision=int8 against FP32's forward limit): met (by CPU met)" in text
+    assert "- photos: (2q) = 1.40x (2) (by CPU 2.30x), target 1.50x (issue: SQL at " \
+        "precision=int8 against FP32's SQL): **not met** (by CPU met)" in text
+    assert "- memory, precision=int8: peak RSS of a Python worker 600 MiB at 1000 images, " \
+        "612 MiB at 500 (+2%), target flat (within 5%): met" in text
+    assert "Peak RSS of one Python worker, path (2q), precision=int8: 600 MiB for 1000 " \
+        "images, 612 MiB for 500 images." in text
+    assert "## INT8: the one-time quantization" in text
+    assert "cifar: 19.1 s (6.6 CPU s) from 64 images" in text
+
+
+def test_a_failed_int8_path_is_reported_not_judged(results):
+    results["workloads"]["cifar"]["sql_int8"] = {
+        "error": "bench.spark_paths --path sql exited with 1 and printed no result",
+        "log": "/work/logs/020-cifar-sql.log", "stderr_tail": ["ModelLoadError: ..."]}
+    results["workloads"]["photos"]["quantize"] = {
+        "error": "bench.limit --quantize exited with 1 and printed no result",
+        "log": "/work/logs/030-photos-quantize.log", "stderr_tail": []}
+    text = report.results_markdown(results)
+    assert "| cifar | (2q) SQL mx_classify, precision=int8 |  |  |" in text
+    assert "- cifar: (2q) against (1), target 2.00x (issue): not measured, (2q) failed" in text
+    assert "- memory, precision=int8: target flat (within 5%): not measured" in text
+    assert "photos: failed (see Failed measurements)" in text
+    assert "**workloads / photos / quantize**: bench.limit --quantize exited with 1" in text
+
+
+def test_where_the_time_goes_comes_from_the_json(results):
+    text = report.results_markdown(results)
+    assert "## Where the time goes" in text
+    # read 0.6 + decode 4.2 + resize 1.5 + to tensor 0.3, plus the network.
+    assert "| cifar | 500 | 0.60 | 4.20 | 1.50 | 0.30 | 15.20 | 5.80 | 21.8 | 12.4 | 16.1 | " \
+        "7.0 |" in text
+    assert "- photos: with INT8, network 47%, decode 34%, resize 12%, Spark read + hand-over " \
+        "5%, to tensor 2%." in text
+    results["workloads"]["photos"]["time_split"]["steps"]["decode"] = 2.0
+    assert "| photos | 500 | 0.60 | 2.00 |" in report.results_markdown(results)
+    results["workloads"]["photos"]["time_split"]["read"] = {"error": "exited with 1"}
+    text = report.results_markdown(results)
+    assert "| photos | 500 | **failed** | 2.00 |" in text
+
+
+def test_quantization_is_timed_from_an_empty_cache(tmp_path, monkeypatch):
+    from bench import limit
+    from bench.workloads import Workload
+
+    env = runner.Env(str(tmp_path), "/models/resnet-18", 32)
+    workload = Workload("photos", [], str(tmp_path / "warm"), 100, "jpg")
+    cache = env.int8_cache(workload)
+    os.makedirs(cache)
+    open(os.path.join(cache, "stale"), "w").close()
+    seen = []
+    monkeypatch.setattr(runner, "_run", lambda cmd, *args: seen.append(cmd) or {"seconds": 1.0})
+    assert runner.quantize(env, workload) == {"seconds": 1.0}
+    assert os.listdir(cache) == [], "a quantization left from before would be found cached"
+    assert seen[0][-4:] == ["--int8", workload.warm, cache, "--quantize"]
+    assert runner.int8_conf(env, workload) == {
+        "spark.mxsql.model.resnet18.precision": "int8",
+        "spark.mxsql.model.resnet18.calibration": workload.warm,
+        "spark.mxsql.cacheDir": cache}
+    open(os.path.join(cache, "stale"), "w").close()
+    with pytest.raises(SystemExit, match="is not empty"):
+        limit.quantize("/models/resnet-18", workload.warm, cache)

@@ -104,7 +104,8 @@ def test_set_of_a_settable_key_takes_effect():
 
 def test_set_of_a_model_source_is_refused():
     settings = parse_settings({"spark.mxsql.model.default.uri": "/m"})
-    with pytest.raises(ConfigError, match=r"spark.mxsql.model.default.uri cannot be changed with SET"):
+    with pytest.raises(ConfigError, match=r"spark.mxsql.model.default.uri: s3://elsewhere/m-symbol.json "
+                                          r"is outside spark.mxsql.model.allowedUris"):
         settings.with_session_overrides({"spark.mxsql.model.default.uri": "s3://elsewhere/m"})
 
 

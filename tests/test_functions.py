@@ -177,7 +177,8 @@ def test_set_of_a_model_source_is_refused_at_the_next_query(spark, digits_table)
     spark.sql(f"SET {key}=/somewhere/else")
     try:
         with pytest.raises(PythonException,
-                           match=f"ConfigError: {key} cannot be changed with SET"):
+                           match=f"ConfigError: {key}: /somewhere/else-symbol.json is outside "
+                                 "spark.mxsql.model.allowedUris"):
             spark.sql("SELECT mx_classify(content) FROM digits LIMIT 1").collect()
     finally:
         spark.conf.set(key, registered)

@@ -6,12 +6,9 @@ model`` line per quantization) are read from separate processes' stderr.
 """
 
 import glob
-import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,9 +18,9 @@ from mxsql.udfs import int8_engine
 from mxsql.udfs.config import model_key, parse_settings
 from mxsql.udfs.errors import ConfigError, ModelLoadError
 from mxsql.udfs.models import LoadedModel
+from tests import worker_load
 from tests.s3server import FAKE_CREDENTIALS, MotoServer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUANTIZED = re.compile(r"quantized model '(\S+)' to int8 from (\d+) images in [\d.]+ s: (\S+) "
                        r"\(pid \d+\)")
 
@@ -59,18 +56,10 @@ def _quantized_folders(cache) -> list:
 
 
 @pytest.fixture(scope="module")
-def int8_digits(spark, digits, calibration):
+def int8_digits(mx_conf_while, digits, calibration):
     """'digits_int8': the session's digits model at precision=int8."""
-    from mxsql.registry import register_all
-
-    conf = _int8_conf(digits[0], calibration, "digits_int8")
-    for key, value in conf.items():
-        spark.conf.set(key, value)
-    register_all(spark)
-    yield
-    for key in conf:
-        spark.conf.unset(key)
-    register_all(spark)
+    with mx_conf_while(_int8_conf(digits[0], calibration, "digits_int8")):
+        yield
 
 
 def test_int8_digits_agree_with_fp32_and_keep_its_accuracy_through_sql(spark, digits_table,
@@ -91,23 +80,9 @@ def test_int8_digits_agree_with_fp32_and_keep_its_accuracy_through_sql(spark, di
     assert max(abs(r.f.probability - r.q.probability) for r in rows) > 1e-3
 
 
-LOAD = r"""
-import json, sys
-from mxsql.udfs import models
-from mxsql.udfs.config import parse_settings
-from mxsql.udfs.errors import ModelLoadError
-settings = parse_settings(json.loads(sys.argv[1]))
-model = models.get_model(settings.model("default"), settings)
-print("loaded", model.num_classes)
-"""
-
-
 def _load_in_processes(conf: dict, count: int) -> str:
     """Load model 'default' in ``count`` fresh processes at once; their stderr."""
-    procs = [subprocess.Popen([sys.executable, "-c", LOAD, json.dumps(conf)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=ROOT)
-             for _ in range(count)]
+    procs = [worker_load.start_load(conf) for _ in range(count)]
     results = [p.communicate(timeout=180) for p in procs]
     for out, err in results:
         assert out.strip() == "loaded 10", err[-2000:]

@@ -11,7 +11,8 @@ import pytest
 
 from mxsql.registry.serverprocess import (ThriftServerProcess, listening_message,
                                           parse_listening)
-from mxsql.udfs.logs import ModelLoad, loaded_model_line, parse_loaded_models
+from mxsql.udfs.logs import (Classified, ModelLoad, classified_line, loaded_model_line,
+                             parse_classified, parse_loaded_models)
 
 
 def _logged(message: str) -> str:
@@ -36,6 +37,21 @@ def test_every_loaded_model_line_of_a_log_is_read_in_order():
 
 def test_a_log_without_loads_has_none():
     assert parse_loaded_models("loaded model without its fields\n") == []
+
+
+def test_a_classified_line_reads_back_with_every_path():
+    paths = ["file:/data/my photos/a.png", "s3://b/it's \"odd\"].png", "file:/ü/ß.jpg"]
+    log = _logged(classified_line("default", 4242, paths)) + _logged(
+        classified_line("resnet18", 7, []))
+    assert parse_classified(log) == [Classified("default", 4242, tuple(paths)),
+                                     Classified("resnet18", 7, ())]
+
+
+def test_a_classified_line_cut_off_mid_write_is_not_read():
+    line = classified_line("default", 1, ["file:/a.png", "file:/b.png"])
+    assert parse_classified(_logged(line[:-8])) == []
+    assert parse_classified(_logged(line)) == [Classified("default", 1, ("file:/a.png",
+                                                                         "file:/b.png"))]
 
 
 def test_the_listening_line_reads_back_as_host_and_port():

@@ -22,27 +22,19 @@ from demo import zoo
 from mxsql.udfs.config import parse_settings
 from mxsql.udfs.errors import ConfigError
 from mxsql.udfs.logs import parse_loaded_models
+from tests import worker_load
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONVERTED = re.compile(r"converted model '(\S+)' to ONNX in [\d.]+ s: (\S+) \(pid (\d+)\)")
 ENGINE = {"spark.mxsql.model.digits_onnx.engine": "onnxruntime",
           "spark.mxsql.model.resnet18_onnx.engine": "onnxruntime"}
 
 
 @pytest.fixture(scope="module")
-def onnx_models(spark, digits, resnet18):
+def onnx_models(mx_conf_while, digits, resnet18):
     """'digits_onnx' and 'resnet18_onnx': the session's two models on ONNX Runtime."""
-    from mxsql.registry import register_all
-
-    conf = {**digits_demo.model_conf(digits[0], "digits_onnx"),
-            **zoo.model_conf(resnet18, "resnet18_onnx"), **ENGINE}
-    for key, value in conf.items():
-        spark.conf.set(key, value)
-    register_all(spark)
-    yield
-    for key in conf:
-        spark.conf.unset(key)
-    register_all(spark)
+    with mx_conf_while({**digits_demo.model_conf(digits[0], "digits_onnx"),
+                        **zoo.model_conf(resnet18, "resnet18_onnx"), **ENGINE}):
+        yield
 
 
 def _distributions(rows, column: str, classes: int) -> dict:
@@ -92,34 +84,11 @@ def test_engine_defaults_to_mxnet():
     assert parse_settings({"spark.mxsql.model.x.uri": "/m"}).model("x").engine == "mxnet"
 
 
-LOAD = r"""
-import json, sys
-from mxsql.udfs import models
-from mxsql.udfs.config import parse_settings
-from mxsql.udfs.errors import ModelLoadError
-settings = parse_settings(json.loads(sys.argv[1]))
-try:
-    model = models.get_model(settings.model("default"), settings)
-except ModelLoadError as e:
-    print("ModelLoadError:", e)
-else:
-    print("loaded", model.num_classes)
-"""
-
-
-def _load_in_process(conf: dict, *, shim: str = "", wait: bool = True):
-    """A fresh Python process that loads the model 'default' as a worker would."""
-    proc = subprocess.Popen([sys.executable, "-c", shim + LOAD, json.dumps(conf)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=ROOT)
-    return proc.communicate(timeout=120) if wait else proc
-
-
 def test_missing_onnxruntime_names_the_key_and_the_fix(digits, tmp_path):
     """onnxruntime is installed here: a shim makes its import fail, as where it is not."""
     conf = {**digits_demo.model_conf(digits[0]), "spark.mxsql.model.default.engine": "onnxruntime",
             "spark.mxsql.cacheDir": str(tmp_path)}
-    out, err = _load_in_process(conf, shim="import sys; sys.modules['onnxruntime'] = None\n")
+    out, err = worker_load.load(conf, shim="import sys; sys.modules['onnxruntime'] = None\n")
     assert out.startswith("ModelLoadError: spark.mxsql.model.default.engine=onnxruntime but "
                           "onnxruntime cannot be imported"), out + err
     assert "pip install 'mxsql[onnx]'" in out
@@ -130,13 +99,43 @@ def test_concurrent_processes_convert_once(resnet18, tmp_path):
     conf = {**zoo.model_conf(resnet18, "default"),
             "spark.mxsql.model.default.engine": "onnxruntime",
             "spark.mxsql.cacheDir": str(tmp_path)}
-    procs = [_load_in_process(conf, wait=False) for _ in range(2)]
+    procs = [worker_load.start_load(conf) for _ in range(2)]
     results = [p.communicate(timeout=120) for p in procs]
     for out, err in results:
         assert out.strip() == "loaded 1000", err[-2000:]
     conversions = CONVERTED.findall("".join(err for _, err in results))
     assert len(conversions) == 1, conversions
     assert glob.glob(str(tmp_path / "resnet-18-*.onnx")) == [conversions[0][1]]
+
+
+def test_a_load_converts_once_and_a_warm_cache_writes_nothing(digits, tmp_path, monkeypatch):
+    """The conversion that reads the network's output shape is the one the engine saves."""
+    from mxsql.udfs import onnx_export
+    from mxsql.udfs.models import LoadedModel
+
+    calls = []
+    real = onnx_export.convert
+    monkeypatch.setattr(onnx_export, "convert",
+                        lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    settings = parse_settings({**digits_demo.model_conf(digits[0]),
+                               "spark.mxsql.model.default.engine": "onnxruntime",
+                               "spark.mxsql.cacheDir": str(tmp_path)})
+    spec = settings.model("default")
+
+    def load():
+        return LoadedModel(spec, spec.symbol_uri, spec.params_uri, spec.labels_uri,
+                           settings=settings)
+
+    cold = load()
+    assert len(calls) == 1
+    (converted,) = glob.glob(str(tmp_path / "digits-*.onnx"))
+    stamp = os.stat(converted).st_mtime_ns
+    warm = load()
+    assert len(calls) == 2
+    assert glob.glob(str(tmp_path / "digits-*.onnx")) == [converted]
+    assert os.stat(converted).st_mtime_ns == stamp
+    pixels = np.random.RandomState(0).randint(0, 256, (4, 16, 16, 1)).astype(np.uint8)
+    np.testing.assert_array_equal(cold.predict(pixels, 4), warm.predict(pixels, 4))
 
 
 def test_changed_checkpoint_is_converted_again(digits, tmp_path):

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from mxsql.registry.serverrules import (
-    ALLOWED_PATHS_KEY, PathRules, parse_location, set_problem,
+    ALLOWED_PATHS_KEY, PathRules, connection_set_problem, parse_location, set_problem,
 )
 from mxsql.udfs.errors import ConfigError
 
@@ -102,3 +102,23 @@ def test_set_of_a_key_that_is_the_servers_is_refused(key):
 
 def test_set_of_other_spark_keys_is_allowed():
     assert set_problem("spark.sql.shuffle.partitions", "4") is None
+
+
+@pytest.mark.parametrize("key", [
+    "hive.exec.stagingdir", "hive.metastore.uris", "spark.hadoop.hive.metastore.uris",
+    "io.compression.codecs", "parquet.crypto.factory.class", "mapreduce.job.user.name",
+    "spark.sql.redaction.string.regex", "spark.sql.redaction.options.regex",
+    "spark.sql.legacy.setCommandRejectsSparkCoreConfs", "fs.defaultFS",
+    "spark.sql.catalog.x.url", "spark.sql.execution.pyspark.udf.hideTraceback.enabled",
+])
+def test_a_connection_may_not_set_hadoop_hive_or_redaction_keys(key):
+    assert connection_set_problem(key, "x").startswith(f"mxsql-thriftserver forbids SET {key}")
+
+
+@pytest.mark.parametrize("key", [
+    "spark.sql.shuffle.partitions", "spark.sql.sources.default", "spark.mxsql.batchSize",
+    "hive.server2.thrift.resultset.default.fetch.size", "hivevar:day", "mapred.reduce.tasks",
+])
+def test_a_connection_may_set_its_own_session_keys(key):
+    assert connection_set_problem(key, "8") is None
+    assert connection_set_problem("hive.exec.stagingdir", None) is None  # shows the value

@@ -181,11 +181,15 @@ _REFUSED = [
      "'org.apache.hadoop.hive.ql.udf.generic.GenericUDFReflect'", "forbids CREATE FUNCTION"),
     ("SELECT * FROM text.`{secret}/credentials`", "forbids reading {secret}/credentials"),
     ("SELECT * FROM text.`file://{secret}/credentials`", "forbids reading"),
-    # Spark's own path objects drop the "..": the message names where it leads.
+    # The message names the path as given and where it leads.
     ("SELECT * FROM text.`{allowed}/../secret/credentials`",
-     "forbids reading {secret}/credentials"),
+     "resolves to {secret}/credentials"),
     ("SELECT * FROM text.`{allowed}/link/credentials`", "resolves to {secret}/credentials"),
     ("SELECT count(*) FROM (SELECT * FROM text.`{secret}`)", "forbids reading"),
+    # Refused before Spark reads a footer (whose error showed a file's last bytes) or
+    # finds a path missing (which told whether it exists).
+    ("SELECT * FROM parquet.`{secret}/credentials`", "forbids reading {secret}/credentials"),
+    ("SELECT * FROM json.`{secret}/missing`", "forbids reading {secret}/missing"),
     ("CREATE TEMPORARY VIEW leak USING text OPTIONS (path '{secret}')",
      "forbids a text view over {secret}"),
     ("CREATE TABLE leak USING text OPTIONS (path '{secret}')", "forbids a table"),
@@ -201,6 +205,27 @@ _REFUSED = [
     ("ALTER TABLE lines SET LOCATION '{secret}'", "forbids a table LOCATION"),
     ("CREATE TEMPORARY VIEW s3_leak USING mxsql_s3 OPTIONS (path 's3://images-bucket/private/')",
      "forbids a mxsql_s3 view over s3://images-bucket/private/"),
+    # Script transforms run shell commands, also nested or through EXECUTE IMMEDIATE.
+    ("SELECT TRANSFORM(1) USING 'cat {secret}/credentials' AS (line STRING)",
+     "forbids TRANSFORM"),
+    ("EXECUTE IMMEDIATE 'SELECT count(*) FROM (SELECT TRANSFORM(1) USING ''id'' AS (x))'",
+     "forbids TRANSFORM"),
+    # JDBC reaches other hosts, and files through Derby's embedded URLs; so may any
+    # provider that is not a file format, by name or by class.
+    ("CREATE TEMPORARY VIEW j USING jdbc OPTIONS "
+     "(url 'jdbc:derby:{secret}/db;create=true', dbtable 'SYS.SYSTABLES')",
+     "forbids a view USING jdbc"),
+    ("CREATE TABLE j USING org.apache.spark.sql.execution.datasources.jdbc.JdbcRelationProvider "
+     "OPTIONS (url 'jdbc:derby:memory:x;create=true', dbtable 'SYS.SYSTABLES')",
+     "forbids a table USING org.apache.spark.sql.execution.datasources.jdbc"),
+    ("CREATE TEMPORARY VIEW s USING socket OPTIONS (host '127.0.0.1', port '22')",
+     "forbids a view USING socket"),
+    ("SET hive.exec.stagingdir=../../../secret", "forbids SET hive.exec.stagingdir"),
+    ("SET spark.sql.redaction.string.regex=none", "forbids SET spark.sql.redaction"),
+    ("ALTER TABLE lines SET SERDEPROPERTIES ('path' = '{secret}')", "forbids ALTER TABLE"),
+    ("CREATE TABLE leak LIKE lines LOCATION '{secret}'", "forbids a table LOCATION"),
+    # Its tables would live there, and DROP DATABASE … CASCADE deletes the folder.
+    ("CREATE DATABASE leak LOCATION '{secret}'", "forbids a database LOCATION {secret}"),
 ]
 
 
@@ -223,6 +248,26 @@ def test_statement_reaching_beyond_the_images_is_refused_in_its_connection(
     assert "java.lang.SecurityException: mxsql-thriftserver forbids" in message
     assert expected.format(**folders) in message
     assert "hunter2" not in message
+
+
+def test_settings_given_when_connecting_obey_the_rules_of_set(server):
+    # Spark applies a client's set:hiveconf: keys (a JDBC URL's ?key=value) without a SET.
+    from pyhive import hive
+
+    catalog = "org.apache.spark.sql.execution.datasources.v2.jdbc.JDBCTableCatalog"
+    with pytest.raises(hive.OperationalError) as refused:
+        hive.connect(host=server.host, port=server.port, auth="NONE", username="mallory",
+                     configuration={"set:hiveconf:spark.sql.catalog.x": catalog})
+    assert "forbids SET spark.sql.catalog.x in a connection" in \
+        refused.value.args[0].status.errorMessage
+    allowed = hive.connect(host=server.host, port=server.port, auth="NONE", username="ana",
+                           configuration={"set:hiveconf:spark.mxsql.batchSize": "5"})
+    try:
+        cursor = allowed.cursor()
+        cursor.execute("SET spark.mxsql.batchSize")
+        assert cursor.fetchall() == [("spark.mxsql.batchSize", "5")]
+    finally:
+        allowed.close()
 
 
 def test_files_under_allowed_paths_and_the_warehouse_work_as_before(server, folders):

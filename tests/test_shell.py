@@ -268,21 +268,23 @@ def test_set_of_a_new_model_takes_effect_from_the_next_statement(shell, digits, 
     assert shell.out.getvalue().splitlines()[-1] in digits_demo.NAMES
 
 
-def test_error_raised_in_a_worker_is_one_line_without_traceback(shell, digits_table):
+def test_error_raised_in_a_worker_is_one_line_without_traceback(shell, digits, digits_table):
+    broken = os.path.join(os.path.dirname(digits[0]), "broken")  # under allowedUris' default
     status = shell.run_text(
-        "SET spark.mxsql.model.broken.uri=/nonexistent/broken;"
+        f"SET spark.mxsql.model.broken.uri={broken};"
         "SELECT mx_classify(content, 'broken') FROM digits LIMIT 1"
     )
     assert status == EXIT_FAILURE
     assert ("ModelLoadError: spark.mxsql.model.broken.uri: file not found: "
-            "/nonexistent/broken-symbol.json\n") in shell.err.getvalue()
+            f"{broken}-symbol.json\n") in shell.err.getvalue()
     assert "Traceback" not in shell.err.getvalue()
 
 
-def test_verbose_echoes_statements_and_shows_the_trace(spark, shell, digits_table):
+def test_verbose_echoes_statements_and_shows_the_trace(spark, shell, digits, digits_table):
     verbose = Shell(spark, out=io.StringIO(), err=io.StringIO(), verbose=True)
     try:
-        shell.run_statement("SET spark.mxsql.model.broken.uri=/nonexistent/broken")
+        broken = os.path.join(os.path.dirname(digits[0]), "broken")
+        shell.run_statement(f"SET spark.mxsql.model.broken.uri={broken}")
         query = "SELECT mx_classify(content, 'broken') FROM digits LIMIT 1"
         assert verbose.run_statement(query) == EXIT_FAILURE
     finally:

@@ -5,7 +5,8 @@ The image table is a folder per class: the held-out digit PNGs, plus a truncated
 and a text file named .png (the undecodable ones), plus a .txt file the glob skips.
 One catalog ($MXSQL_HOME) serves every run; the first run creates the table in it.
 Each run starts Spark (10-30 s here): the quick run keeps create_image_table.sql,
-evaluate.sql and the EXPLAIN check; the other scripts run in the full suite.
+evaluate.sql, compare_models.sql (the digits at precision=int8 against fp32) and the
+EXPLAIN check; the other scripts run in the full suite.
 """
 
 import os
@@ -46,8 +47,22 @@ def image_folder(digits, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_args(digits, tmp_path_factory):
+    """The digits model as 'default' (fp32), as 'digits_int8' (precision=int8, calibrated
+    on the training digits in one folder, classes mixed in path order) and as
+    'digits_unscaled' (a wrong preprocessing: pixels not divided by 255)."""
+    calibration = tmp_path_factory.mktemp("calibration")
+    train = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(digits[1][0]))),
+                         "train")
+    for folder, _, names in os.walk(train):
+        for name in names:
+            shutil.copy(os.path.join(folder, name), calibration / name)
     conf = {
         **digits_demo.model_conf(digits[0]),
+        **digits_demo.model_conf(digits[0], "digits_int8"),
+        "spark.mxsql.model.digits_int8.precision": "int8",
+        "spark.mxsql.model.digits_int8.calibration": str(calibration),
+        **digits_demo.model_conf(digits[0], "digits_unscaled"),
+        "spark.mxsql.model.digits_unscaled.std": "1",
         "spark.mxsql.cacheDir": str(tmp_path_factory.mktemp("cache")),
     }
     return shellkit.conf_args(conf)
@@ -149,11 +164,14 @@ def test_backfill_partitions_by_the_chosen_column_and_skips_done_images(
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     first, second = lines[: len(lines) // 2], lines[len(lines) // 2:]
-    assert first == second
-    counts = dict(line.split("\t") for line in first)
+    # Each run: classified, undecodable, deleted; then the view's rows per partition.
+    assert first[0].split("\t") == [str(expected - len(BAD_FILES)), str(len(BAD_FILES)), "0"]
+    assert second[0].split("\t") == ["0", "0", "0"]
+    assert first[1:] == second[1:]
+    counts = dict(line.split("\t") for line in first[1:])
     assert sum(int(n) for n in counts.values()) == expected
     assert counts["NULL"] == str(len(BAD_FILES))
-    partitions = os.listdir(os.path.join(home, "warehouse", "by_label"))
+    partitions = os.listdir(os.path.join(home, "warehouse", "by_label_history"))
     assert {f"label={name}" for name in digits_demo.NAMES} <= set(partitions)
 
 
@@ -161,10 +179,11 @@ def test_backfill_partitions_by_the_chosen_column_and_skips_done_images(
 def test_backfill_can_partition_by_day(catalog, model_args, image_folder):
     home, _ = catalog
     _, expected = image_folder
-    rows = run_script(catalog, model_args, "backfill.sql", table="images",
-                      predictions="by_day", model="default", partition_by="day")
+    summary, *rows = run_script(catalog, model_args, "backfill.sql", table="images",
+                                predictions="by_day", model="default", partition_by="day")
+    assert summary == [str(expected - len(BAD_FILES)), str(len(BAD_FILES)), "0"]
     assert sum(int(row[1]) for row in rows) == expected
-    partitions = [name for name in os.listdir(os.path.join(home, "warehouse", "by_day"))
+    partitions = [name for name in os.listdir(os.path.join(home, "warehouse", "by_day_history"))
                   if not name.startswith(("_", "."))]
     assert partitions
     assert all(re.fullmatch(r"day=\d{4}-\d{2}-\d{2}", name) for name in partitions)
@@ -184,6 +203,39 @@ def test_evaluate_reports_each_image_each_class_and_the_accuracy(catalog, model_
     assert float(accuracy) > 0.9
 
 
+def test_compare_models_reports_int8_against_fp32(catalog, model_args, image_folder):
+    rows = run_script(catalog, model_args, "compare_models.sql", table="images",
+                      model="digits_int8", reference="default")
+    _, expected = image_folder
+    images, accuracy, reference_accuracy, agreeing, agreement = rows[-1]
+    differing = rows[:-1]
+    assert int(images) == expected
+    # The undecodable files are NULL for both models: they agree, and count as wrong.
+    assert int(agreeing) == expected - len(differing)
+    assert float(agreement) == pytest.approx(int(agreeing) / expected, abs=1e-4)
+    assert float(agreement) >= 0.99
+    assert abs(float(accuracy) - float(reference_accuracy)) <= 0.005
+    assert float(reference_accuracy) > 0.9
+    for path, _, predicted, _, reference_predicted, _ in differing:
+        assert path.startswith("file:") and predicted != reference_predicted
+
+
+@pytest.mark.slow
+def test_compare_models_lists_the_images_where_the_models_differ(catalog, model_args,
+                                                                 image_folder):
+    rows = run_script(catalog, model_args, "compare_models.sql", table="images",
+                      model="digits_unscaled", reference="default")
+    _, expected = image_folder
+    *differing, (images, accuracy, reference_accuracy, agreeing, _) = rows
+    assert int(images) == expected
+    assert 0 < len(differing) == expected - int(agreeing)
+    assert float(accuracy) < float(reference_accuracy)
+    assert [row[0] for row in differing] == sorted(row[0] for row in differing)
+    for path, truth, predicted, _, reference_predicted, _ in differing:
+        assert path.startswith("file:") and path.split("/")[-2] == truth
+        assert predicted != reference_predicted
+
+
 def test_each_image_goes_through_each_function_once(spark, digits):
     """EXPLAIN every statement of the scripts that calls an mx function: one Python
     evaluation per call, and where images are picked, exactly the picked ones below it."""
@@ -192,15 +244,18 @@ def test_each_image_goes_through_each_function_once(spark, digits):
         "table": "explain_images", "path": os.path.dirname(os.path.dirname(test_paths[0])),
         "glob": "*.png", "recursive": "true", "model": "default", "limit": "5", "k": "3",
         "predictions": "explain_predictions", "partition_by": "label",
+        "reference": "other",
     }
-    setup = re.compile(r"^\s*(CREATE TABLE|CACHE TABLE|DROP VIEW)", re.IGNORECASE)
+    setup = re.compile(r"^\s*(CREATE TABLE|CACHE TABLE|DROP VIEW|CREATE OR REPLACE VIEW|DECLARE)",
+                       re.IGNORECASE)
     checked = 0
     try:
         for name in sorted(SCRIPTS, key=lambda n: n != "create_image_table.sql"):
             with open(os.path.join(SQL, name), encoding="utf-8") as f:
                 text = re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], script_text(f))
             for statement in split_statements(text):
-                calls = len(re.findall(r"\bmx_\w+\(", statement))
+                # Row functions only: a table function (mx_models()) is no ArrowEvalPython.
+                calls = len(re.findall(r"\bmx_(?:classify|top_k|image_info)\(", statement))
                 if not calls:
                     if setup.match(statement):
                         spark.sql(statement)
@@ -215,6 +270,8 @@ def test_each_image_goes_through_each_function_once(spark, digits):
                 checked += 1
     finally:
         spark.sql("DROP VIEW IF EXISTS mx_picked")
-        for table in ("explain_images", "explain_predictions"):
+        spark.sql("DROP VIEW IF EXISTS explain_predictions")
+        for table in ("explain_images", "explain_predictions_history",
+                      "explain_predictions_runs"):
             spark.sql(f"DROP TABLE IF EXISTS {table}")
-    assert checked == 5
+    assert checked == 7

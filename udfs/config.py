@@ -21,8 +21,11 @@ driver imports it to read its conf.
 """
 
 import difflib
+import os
+import posixpath
 import re
-from dataclasses import dataclass, field, make_dataclass
+import urllib.parse
+from dataclasses import dataclass, field, make_dataclass, replace
 from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 from mxsql.udfs.errors import ConfigError
@@ -31,6 +34,8 @@ __all__ = [
     "PREFIX",
     "S3_PREFIX",
     "MODEL_PREFIX",
+    "RUNTIME_MODELS_KEY",
+    "ALLOWED_URIS_KEY",
     "GLOBAL_KEYS",
     "S3_KEYS",
     "MODEL_KEYS",
@@ -45,6 +50,7 @@ __all__ = [
     "global_keys",
     "model_key",
     "did_you_mean",
+    "uri_location",
     "boolean",
     "nonempty_text",
     "optional_text",
@@ -54,6 +60,8 @@ __all__ = [
 PREFIX = "spark.mxsql."
 S3_PREFIX = PREFIX + "s3."
 MODEL_PREFIX = PREFIX + "model."
+RUNTIME_MODELS_KEY = PREFIX + "runtimeModels"
+ALLOWED_URIS_KEY = MODEL_PREFIX + "allowedUris"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -173,6 +181,20 @@ def _sha256(text: str) -> str:
     return value
 
 
+def _uri_prefixes(text: str) -> Optional[str]:
+    value = optional_text(text)
+    for entry in (value or "").split(","):
+        if not entry.strip():
+            continue
+        try:
+            uri_location(entry)
+        except ValueError as e:
+            raise InvalidValue(
+                "must be a comma list of absolute folders and file://, s3://, s3a://, "
+                f"http(s):// prefixes ({e})") from None
+    return value
+
+
 def _cache_dir(text: str) -> str:
     # "~" stays as written: it is the home of the user each executor runs as, expanded
     # in the worker, not the driver's.
@@ -226,6 +248,15 @@ GLOBAL_KEYS: Tuple[Key, ...] = (
         "hdfs:// prefixes under which a JDBC connection may read and write files by path, "
         "besides the warehouse; unset = the warehouse only.",
         example="/data/images,s3://my-bucket/images/"),
+    Key("runtimeModels", "runtime_models", boolean, "true",
+        "Whether a session may add or change a model with SET spark.mxsql.model.NAME.*, "
+        "taking effect on its next query; mxsql-thriftserver makes it false unless its "
+        "operator sets it. Never SET in a session."),
+    Key("model.allowedUris", "model_allowed_uris", _uri_prefixes, None,
+        "Comma list of folders and file://, s3://, http(s):// prefixes from which a model "
+        "added or changed with SET may load; unset = the folders of the models configured "
+        "at start. Never SET in a session.",
+        example="/models,s3://my-bucket/models/"),
 )
 
 S3_KEYS: Tuple[Key, ...] = (
@@ -389,15 +420,105 @@ class _ModelSpec:
         base, sep, _ = self.uri.rpartition("/")
         return f"{base}{sep}synset.txt"
 
+    def artifact_uris(self) -> Tuple[Tuple[str, str], ...]:
+        """``(key, uri)`` of every file or prefix this model reads, with the key it comes
+        from: symbol, params, labels and, for int8, the calibration images."""
+        uris = [(self.key("uri"), self.symbol_uri), (self.key("uri"), self.params_uri),
+                (self.key("labels") if self.labels else self.key("uri"), self.labels_uri)]
+        if self.calibration:
+            uris.append((self.key("calibration"), self.calibration))
+        return tuple(uris)
+
 
 ModelSpec = record("ModelSpec", MODEL_KEYS, _ModelSpec, leading=(("name", str),))
+
+_LOCAL_STORE = "file"
+_SAME_STORE = {"s3": "s3", "s3a": "s3", "s3n": "s3", "http": "http", "https": "https"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def uri_location(uri: str) -> str:
+    """Where ``uri`` points, as ``store://authority/path``, to compare with allowed prefixes.
+
+    Local paths and ``file:`` URIs become ``file://`` plus the real path (``..`` and
+    symbolic links resolved, ``~`` expanded); ``s3a://``/``s3n://`` are ``s3://``; scheme and
+    host lose their case, user info, query and default ports are dropped. Raises ValueError
+    for what cannot be compared safely: another scheme, a ``file:`` URI naming another
+    host, a relative local path, and a ``.`` or ``..`` segment (percent-encoded or not) or
+    a backslash in a remote path, which a server may resolve where the text does not show.
+    """
+    text = uri.strip()
+    parts = urllib.parse.urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme in ("", _LOCAL_STORE):
+        if scheme:
+            if parts.netloc not in ("", "localhost"):
+                raise ValueError("a file: URI names another host")
+            path = urllib.parse.unquote(parts.path)
+        else:
+            path = os.path.expanduser(text)
+        if not path.startswith("/"):
+            raise ValueError("a local path must be absolute")
+        return f"{_LOCAL_STORE}://{os.path.realpath(path)}"
+    if scheme not in _SAME_STORE:
+        raise ValueError(f"scheme {scheme}:// is not one of file, s3, s3a, s3n, http, https")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise ValueError("no bucket or host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("a malformed port") from None
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    path = urllib.parse.unquote(parts.path) or "/"
+    if "\\" in path or any(s in (".", "..") for s in path.split("/")):
+        raise ValueError("'.' or '..' segments and backslashes are not allowed in a remote URI")
+    return f"{_SAME_STORE[scheme]}://{host}{path}"
+
+
+def _is_under(location: str, prefix: str) -> bool:
+    return location == prefix or location.startswith(prefix.rstrip("/") + "/")
+
+
+def _display(location: str) -> str:
+    """A location as messages show it: a local one as its path."""
+    prefix = _LOCAL_STORE + "://"
+    return location[len(prefix):] if location.startswith(prefix) else location
+
+
+def _folder(location: str) -> str:
+    store, _, rest = location.partition("://")
+    if store == _LOCAL_STORE:
+        return f"{store}://{posixpath.dirname(rest)}"
+    authority, slash, path = rest.partition("/")
+    return f"{store}://{authority}{posixpath.dirname(slash + path)}"
+
+
+def _allowed_prefixes(given: Optional[str], models: Iterable[ModelSpec]) -> Tuple[str, ...]:
+    """The normalised prefixes of ``spark.mxsql.model.allowedUris``, else the folders of
+    ``models``' artifacts (those configured at start; one that cannot be normalised
+    gives no folder, and fails when it loads)."""
+    if given is not None:
+        return tuple(uri_location(e) for e in given.split(",") if e.strip())
+    folders = set()
+    for spec in models:
+        for _, uri in spec.artifact_uris():
+            try:
+                folders.add(_folder(uri_location(uri)))
+            except ValueError:
+                continue
+    return tuple(sorted(folders))
 
 
 class _Settings:
     """The parsed ``spark.mxsql.*`` configuration that travels to the workers.
 
     ``s3`` holds the ``spark.mxsql.s3.*`` keys, ``models`` one ModelSpec per configured
-    model, ``raw`` the ``spark.mxsql.*`` strings it was parsed from.
+    model, ``raw`` the ``spark.mxsql.*`` strings it was parsed from, ``allowed_uris`` the
+    normalised prefixes a model added or changed with SET may load from (fixed when the
+    functions are registered: ``spark.mxsql.model.allowedUris``, else the folders of the
+    models configured then).
     """
 
     def model(self, name: str) -> ModelSpec:
@@ -410,9 +531,10 @@ class _Settings:
             listing = "configured models: " + ", ".join(sorted(known))
         else:
             listing = "no model is configured"
+        where = "with SET, " if self.runtime_models else ""
         raise ConfigError(
-            f"unknown model '{name}': set {model_key(name, 'uri')} in spark-defaults.conf "
-            f"or with --conf ({listing}){did_you_mean(name, known)}"
+            f"unknown model '{name}': set {model_key(name, 'uri')} {where}in "
+            f"spark-defaults.conf or with --conf ({listing}){did_you_mean(name, known)}"
         )
 
     def for_task(self) -> "Settings":
@@ -430,8 +552,10 @@ class _Settings:
     def with_session_overrides(self, props: Mapping[str, str]) -> "Settings":
         """Apply a session's ``SET spark.mxsql.…`` values (task-local properties).
 
-        Settable keys take effect; any other key that differs from what the functions were
-        registered with is refused, because model sources are fixed at registration.
+        Settable keys take effect, and so do model keys where ``runtimeModels`` allows
+        them and their files are under ``allowedUris`` (:meth:`admit`); any other key that
+        differs from what the functions were registered with is refused (a ConfigError
+        naming the key), before anything is fetched.
         """
         raw = dict(self.raw)
         changed = {
@@ -442,14 +566,81 @@ class _Settings:
             return self
         for key in changed:
             known = _GLOBAL.get(key)
-            if known is None or not known.settable:
+            if known is None:
                 _check_known(key)
-                raise ConfigError(
-                    f"{key} cannot be changed with SET after the mx functions are registered "
-                    "(model sources, cache and S3 settings are fixed when the session or server "
-                    "starts): set it in spark-defaults.conf or with --conf and restart"
-                )
-        return parse_settings({**raw, **changed})
+            elif not known.settable:
+                raise ConfigError(_fixed_message(key))
+        return self.admit(parse_settings({**raw, **changed}))
+
+    def admit(self, other: "Settings") -> "Settings":
+        """``other`` (a session's settings, parsed) if this registered policy allows it,
+        with this policy's ``allowed_uris``; else a ConfigError naming the key and the
+        setting that refuses it.
+
+        The policy keys must be unchanged; a model added or changed needs
+        ``runtimeModels=true`` and every file it reads under ``allowedUris``. Models
+        configured at registration are trusted as they are.
+        """
+        mine, theirs = dict(self.raw), dict(other.raw)
+        for key in (RUNTIME_MODELS_KEY, ALLOWED_URIS_KEY):
+            if mine.get(key) != theirs.get(key):
+                raise ConfigError(_fixed_message(key))
+        changed = sorted(k for k in set(mine) | set(theirs)
+                         if k.startswith(MODEL_PREFIX) and mine.get(k) != theirs.get(k))
+        if changed and not self.runtime_models:
+            raise ConfigError(
+                f"{changed[0]} cannot be changed with SET: runtime models are off here "
+                f"({RUNTIME_MODELS_KEY}=false, the operator's setting): set the model in "
+                "spark-defaults.conf or with --conf, or ask the operator to enable "
+                f"{RUNTIME_MODELS_KEY}"
+            )
+        for spec in other.models:
+            if spec in self.models:
+                continue
+            for key, uri in spec.artifact_uris():
+                problem = self.uri_problem(uri)
+                if problem is not None:
+                    raise ConfigError(f"{key}: {problem}")
+        return replace(other, allowed_uris=self.allowed_uris)
+
+    def uri_problem(self, uri: str) -> Optional[str]:
+        """Why a model added or changed with SET may not read ``uri``, or None."""
+        from mxsql.udfs.artifacts import shown  # here: artifacts imports this module
+
+        try:
+            location = uri_location(uri)
+        except ValueError as e:
+            return f"{shown(uri)} cannot be checked against {ALLOWED_URIS_KEY}: {e}"
+        if any(_is_under(location, prefix) for prefix in self.allowed_uris):
+            return None
+        allowed = ", ".join(_display(p) for p in self.allowed_uris) or "none"
+        resolved = "" if _display(location) == shown(uri) else \
+            f" (resolves to {_display(location)})"
+        return (f"{shown(uri)}{resolved} is outside {ALLOWED_URIS_KEY} (allowed: {allowed}): "
+                "a model added or changed with SET loads only from there; ask the operator "
+                f"to add its folder to {ALLOWED_URIS_KEY}")
+
+    def model_set_problem(self, key: str, value: str) -> Optional[str]:
+        """Why ``SET key=value`` of a model key must be refused, checked on the driver
+        before it applies: runtime models off, a malformed value, a file outside
+        ``allowedUris``. None when it may apply (the whole model is checked again when a
+        query uses it)."""
+        _check_known(key)
+        if not self.runtime_models:
+            return (f"runtime models are off ({RUNTIME_MODELS_KEY}=false, the operator's "
+                    "setting)")
+        setting = key[len(MODEL_PREFIX):].partition(".")[2]
+        try:
+            _MODEL[setting].parse(value)
+        except InvalidValue as e:
+            raise ConfigError(f"{key}={value!r}: {e.wanted}") from e
+        if setting in ("uri", "labels", "calibration") and value.strip():
+            uris = [value] + ([f"{value.strip()}-symbol.json"] if setting == "uri" else [])
+            for uri in uris:
+                problem = self.uri_problem(uri)
+                if problem is not None:
+                    return problem
+        return None
 
 
 Settings = record(
@@ -458,8 +649,18 @@ Settings = record(
         ("s3", S3Settings, field(default_factory=S3Settings)),
         ("models", tuple, field(default=())),
         ("raw", tuple, field(default=())),
+        ("allowed_uris", tuple, field(default=())),
     ),
 )
+
+
+def _fixed_message(key: str) -> str:
+    if key in (RUNTIME_MODELS_KEY, ALLOWED_URIS_KEY):
+        return (f"{key} cannot be changed with SET: it is the operator's policy for models "
+                "added at run time: set it in spark-defaults.conf or with --conf and restart")
+    return (f"{key} cannot be changed with SET after the mx functions are registered "
+            "(the model cache and S3 settings are fixed when the session or server "
+            "starts): set it in spark-defaults.conf or with --conf and restart")
 
 
 def _check_known(key: str) -> None:
@@ -493,13 +694,17 @@ def parse_settings(conf: Mapping[str, str]) -> Settings:
     for key in raw:
         _check_known(key)
     names = sorted({
-        k[len(MODEL_PREFIX):].partition(".")[0] for k in raw if k.startswith(MODEL_PREFIX)
+        k[len(MODEL_PREFIX):].partition(".")[0] for k in raw
+        if k.startswith(MODEL_PREFIX) and k not in _GLOBAL
     })
+    values = parse_keys(GLOBAL_KEYS, raw, lambda k: PREFIX + k.name)
+    models = tuple(_parse_model(name, raw) for name in names)
     return Settings(
-        **parse_keys(GLOBAL_KEYS, raw, lambda k: PREFIX + k.name),
+        **values,
         s3=S3Settings(**parse_keys(S3_KEYS, raw, lambda k: S3_PREFIX + k.name)),
-        models=tuple(_parse_model(name, raw) for name in names),
+        models=models,
         raw=tuple(sorted(raw.items())),
+        allowed_uris=_allowed_prefixes(values["model_allowed_uris"], models),
     )
 
 

@@ -5,6 +5,7 @@ worker for one task. A row that cannot be classified gives a real SQL NULL (thro
 the struct's validity mask) unless ``spark.mxsql.onError=fail``.
 """
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator, List, NamedTuple, Optional
@@ -42,6 +43,7 @@ class _Prepared(NamedTuple):
     size: int
     groups: List[_Group]
     ks: Optional[np.ndarray]
+    paths: Optional[pa.Array]  # the call's path argument, when given
 
 
 def _columns(batch, n_optional: int):
@@ -129,7 +131,7 @@ class _Batch:
             pixels = (np.stack(decoded) if decoded
                       else np.empty((0, height, width, spec.channels), np.uint8))
             groups.append(_Group(spec, np.array(kept, dtype=np.int64), pixels))
-        return _Prepared(len(self.values), groups, self.ks)
+        return _Prepared(len(self.values), groups, self.ks, self.paths)
 
 
 def _idle_priority() -> None:
@@ -185,6 +187,9 @@ def _scored(settings: Settings, prepared: _Prepared):
         model = models.get_model(group.spec, settings)
         _log.debug("model '%s' runs on %d rows (pid %d)", group.spec.name, len(group.rows),
                    os.getpid())
+        if prepared.paths is not None and _log.isEnabledFor(logging.DEBUG):
+            _log.debug("%s", logs.classified_line(
+                group.spec.name, os.getpid(), prepared.paths.take(group.rows).to_pylist()))
         try:
             yield group, model, model.predict(group.pixels, settings.batch_size)
         except InferenceError:

@@ -13,7 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mxsql.udfs.config import PREFIX
 
-__all__ = ["UnreadableImage", "ImageInfo", "image_info", "load_pixels"]
+__all__ = ["UnreadableImage", "ImageInfo", "image_info", "decode", "resized", "load_pixels"]
 
 
 class UnreadableImage(ValueError):
@@ -120,6 +120,38 @@ def _resize(img: Image.Image, height: int, width: int, resize: str) -> Image.Ima
     return img.crop((left, top, left + width, top + height))
 
 
+def decode(data: Optional[bytes], *, input_size: Tuple[int, int], channels: int, resize: str,
+           max_pixels: int) -> Image.Image:
+    """The first half of :func:`load_pixels`: ``data`` decoded, oriented and converted to
+    8-bit RGB (or L), not yet resized. A JPEG much larger than ``input_size`` is decoded
+    at a reduced scale (1/2, 1/4 or 1/8, the smallest that still covers the target).
+
+    Raises UnreadableImage with the row's reason (see load_pixels).
+    """
+    height, width = input_size
+    img = _open(data, max_pixels)
+    if img.format == "JPEG":
+        img.draft(img.mode if img.mode in ("RGB", "L") else None,
+                  _draft_size(img.size, height, width, resize))
+    img = _load(img)
+    try:
+        return _to_8bit(img, channels)
+    except (OSError, ValueError, MemoryError) as e:
+        raise UnreadableImage(f"cannot convert {img.format or 'image'} ({img.mode}): {e}") from e
+
+
+def resized(img: Image.Image, *, input_size: Tuple[int, int], channels: int,
+            resize: str) -> np.ndarray:
+    """The second half of :func:`load_pixels`: a decoded image at the model's input size,
+    as a uint8 array of shape (height, width, channels)."""
+    height, width = input_size
+    try:
+        pixels = np.asarray(_resize(img, height, width, resize), np.uint8)
+    except (OSError, ValueError, MemoryError) as e:
+        raise UnreadableImage(f"cannot resize {img.mode} image: {e}") from e
+    return pixels.reshape(height, width, channels)
+
+
 def load_pixels(
     data: Optional[bytes],
     *,
@@ -133,15 +165,6 @@ def load_pixels(
     Raises UnreadableImage with the row's reason for NULL, empty, unknown, truncated,
     oversized or otherwise undecodable input.
     """
-    height, width = input_size
-    img = _open(data, max_pixels)
-    if img.format == "JPEG":
-        # Decode large JPEGs at a reduced scale instead of full size then shrinking.
-        img.draft(img.mode if img.mode in ("RGB", "L") else None,
-                  _draft_size(img.size, height, width, resize))
-    img = _load(img)
-    try:
-        pixels = np.asarray(_resize(_to_8bit(img, channels), height, width, resize), np.uint8)
-    except (OSError, ValueError, MemoryError) as e:
-        raise UnreadableImage(f"cannot convert {img.format or 'image'} ({img.mode}): {e}") from e
-    return pixels.reshape(height, width, channels)
+    img = decode(data, input_size=input_size, channels=channels, resize=resize,
+                 max_pixels=max_pixels)
+    return resized(img, input_size=input_size, channels=channels, resize=resize)

@@ -5,17 +5,21 @@ it (``engines.py``: MXNet in FP32 or INT8, ONNX Runtime). Preprocessing, batchin
 softmax rule and errors are the same whatever the engine.
 
 The cache is a module global of this importable module, so UDF closures refer to it
-by reference and it lives as long as the Python worker that Spark reuses.
+by reference and it lives as long as the Python worker that Spark reuses. It holds one
+model per name: a model is kept while its whole spec and its files are the ones it was
+loaded from, and replaced (the old one dropped) when either changed, so a session's
+``SET spark.mxsql.model.…`` or a file rewritten at the same URI takes effect on the next
+query and a worker never holds more models than there are names.
 """
 
 import os
 import threading
 import time
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from mxsql.udfs import artifacts, engines, logs
+from mxsql.udfs import artifacts, engines, fingerprint, logs
 from mxsql.udfs.checkpoint import Checkpoint, first_line, model_input, probabilities
 from mxsql.udfs.config import ModelSpec, Settings
 from mxsql.udfs.errors import InferenceError
@@ -27,7 +31,24 @@ SHORT_BATCH = 4
 
 _log = logs.logger()
 
-_cache: Dict[tuple, "LoadedModel"] = {}
+
+class _Version(NamedTuple):
+    """What one artifact was when its model loaded: its configured SHA-256 (then the file
+    is never looked at again: the spec holds it), else the file's SHA-256 and the stat
+    (size, mtime, inode) that stands for it until the file changes."""
+
+    sha256: str
+    stat: Optional[Tuple[int, int, int, int]]
+
+
+class _Entry(NamedTuple):
+    spec: ModelSpec
+    model: "LoadedModel"
+    versions: Tuple[_Version, ...]
+    checked_in: Optional[int]  # the task attempt that last found the files unchanged
+
+
+_cache: Dict[tuple, _Entry] = {}
 _cache_lock = threading.Lock()
 
 
@@ -69,8 +90,8 @@ class LoadedModel:
                     [self._forward(piece, shape) for piece, shape in _pieces(chunk, batch_size)])
             except self.network.errors as e:
                 raise InferenceError(
-                    f"model '{self.spec.name}' ({self.spec.uri}) failed on a batch of "
-                    f"{len(chunk)} images: {first_line(e)}"
+                    f"model '{self.spec.name}' ({artifacts.shown(self.spec.uri)}) failed on a "
+                    f"batch of {len(chunk)} images: {first_line(e)}"
                 ) from e
         return out
 
@@ -95,30 +116,92 @@ def _pieces(chunk: np.ndarray, batch_size: int) -> Iterator[Tuple[np.ndarray, in
 
 
 def get_model(spec: ModelSpec, settings: Settings) -> LoadedModel:
-    """The loaded model for ``spec``: fetched and loaded on first use, then reused."""
-    cache_key = (spec, settings.cache_dir, settings.s3)
-    model = _cache.get(cache_key)
-    if model is not None:
-        return model
+    """The loaded model for ``spec``: fetched and loaded on first use, then reused while
+    ``spec`` and its files are unchanged.
+
+    Files without a configured SHA-256 are looked at once per Spark task (a stat, and
+    for S3 the HEAD request ``artifacts.fetch`` makes): a file whose stat changed is
+    hashed, and the model loads again only if its content did. A model with another spec
+    under the same name replaces the one held.
+    """
+    cache_key = (spec.name, settings.cache_dir, settings.s3)
+    task = _task_attempt()
+    entry = _cache.get(cache_key)
+    if entry is not None and entry.spec == spec and task is not None \
+            and entry.checked_in == task:
+        return entry.model
     with _cache_lock:
-        model = _cache.get(cache_key)
-        if model is None:
-            model = _load(spec, settings)
-            _cache[cache_key] = model
-    return model
+        entry = _cache.get(cache_key)
+        if entry is not None and entry.spec == spec:
+            versions = _current_versions(spec, settings, entry.versions)
+            if versions is not None:
+                _cache[cache_key] = entry._replace(versions=versions, checked_in=task)
+                return entry.model
+            reason = "its files changed"
+        else:
+            reason = "its settings changed"
+        if entry is not None:
+            # Dropped before the new one loads: a worker holds one network per name.
+            del _cache[cache_key]
+            _log.info("model '%s' loads again: %s (pid %d)", spec.name, reason, os.getpid())
+        entry = _load(spec, settings, task)
+        _cache[cache_key] = entry
+    return entry.model
 
 
-def _load(spec: ModelSpec, settings: Settings) -> LoadedModel:
-    started = time.monotonic()
-    common = dict(cache_dir=settings.cache_dir, s3=settings.s3)
-    symbol = artifacts.fetch(spec.symbol_uri, key=spec.key("uri"), sha256=spec.sha256_symbol,
-                             checksum_key=spec.key("sha256.symbol"), **common)
-    params = artifacts.fetch(spec.params_uri, key=spec.key("uri"), sha256=spec.sha256_params,
-                             checksum_key=spec.key("sha256.params"), **common)
+def _task_attempt() -> Optional[int]:
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    return context.taskAttemptId() if context is not None else None
+
+
+def _artifacts(spec: ModelSpec):
+    """(uri, uri's key, configured sha256, its key) of the symbol, params and labels."""
     labels_key = spec.key("labels") if spec.labels else spec.key("uri")
-    labels = artifacts.fetch(spec.labels_uri, key=labels_key, sha256=spec.sha256_labels,
-                             checksum_key=spec.key("sha256.labels"), **common)
-    model = LoadedModel(spec, symbol, params, labels, settings=settings)
-    _log.info("%s", logs.loaded_model_line(spec.name, spec.uri, time.monotonic() - started,
-                                           os.getpid()))
-    return model
+    return (
+        (spec.symbol_uri, spec.key("uri"), spec.sha256_symbol, spec.key("sha256.symbol")),
+        (spec.params_uri, spec.key("uri"), spec.sha256_params, spec.key("sha256.params")),
+        (spec.labels_uri, labels_key, spec.sha256_labels, spec.key("sha256.labels")),
+    )
+
+
+def _stat(path: str) -> Tuple[int, int, int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
+
+
+def _current_versions(spec: ModelSpec, settings: Settings,
+                      loaded: Tuple[_Version, ...]) -> Optional[Tuple[_Version, ...]]:
+    """The artifacts' versions now if their content is the one ``loaded``, else None."""
+    current: List[_Version] = []
+    for (uri, key, configured, _), was in zip(_artifacts(spec), loaded):
+        if configured:
+            current.append(was)
+            continue
+        path = artifacts.fetch(uri, key=key, cache_dir=settings.cache_dir, s3=settings.s3)
+        stat = _stat(path)
+        if stat != was.stat:
+            if fingerprint.file_sha256(path) != was.sha256:
+                return None
+            was = was._replace(stat=stat)
+        current.append(was)
+    return tuple(current)
+
+
+def _load(spec: ModelSpec, settings: Settings, task: Optional[int]) -> _Entry:
+    started = time.monotonic()
+    paths, versions = [], []
+    for uri, key, configured, checksum_key in _artifacts(spec):
+        path = artifacts.fetch(uri, key=key, sha256=configured, checksum_key=checksum_key,
+                               cache_dir=settings.cache_dir, s3=settings.s3)
+        paths.append(path)
+        if configured:
+            versions.append(_Version(configured, None))
+        else:
+            stat = _stat(path)  # before hashing: a file rewritten meanwhile differs later
+            versions.append(_Version(fingerprint.file_sha256(path), stat))
+    model = LoadedModel(spec, *paths, settings=settings)
+    _log.info("%s", logs.loaded_model_line(spec.name, artifacts.shown(spec.uri),
+                                           time.monotonic() - started, os.getpid()))
+    return _Entry(spec, model, tuple(versions), task)

@@ -6,7 +6,7 @@ applied through ``Settings.for_task()``.
 
 from typing import Iterator, Optional, Tuple
 
-from mxsql.udfs import artifacts
+from mxsql.udfs import artifacts, fingerprint
 from mxsql.udfs.checkpoint import first_line, read_labels
 from mxsql.udfs.config import ModelSpec, Settings
 
@@ -14,7 +14,7 @@ MODELS_SCHEMA = (
     "name STRING, uri STRING, epoch INT, engine STRING, precision STRING, "
     "input_shape ARRAY<INT>, channels INT, resize STRING, mean ARRAY<DOUBLE>, "
     "std ARRAY<DOUBLE>, num_labels INT, sha256_symbol STRING, sha256_params STRING, "
-    "sha256_labels STRING, error STRING"
+    "sha256_labels STRING, fingerprint STRING, error STRING"
 )
 LABELS_SCHEMA = "class_index INT, label STRING"
 
@@ -24,7 +24,7 @@ def _known_sha256(uri: str, configured: Optional[str], settings: Settings) -> Op
     if configured:
         return configured
     path = artifacts.local_or_cached(uri, settings.cache_dir, settings.s3)
-    return artifacts.sha256_of(path) if path else None
+    return fingerprint.file_sha256(path) if path else None
 
 
 def _labels(spec: ModelSpec, settings: Settings):
@@ -35,23 +35,30 @@ def _labels(spec: ModelSpec, settings: Settings):
 
 
 def model_rows(settings: Settings) -> Iterator[Tuple]:
-    """One row of ``MODELS_SCHEMA`` per configured model, by name. Reading the labels may
-    fetch the labels file (into the per-machine cache); if that fails, num_labels is NULL
-    and error says why."""
+    """One row of ``MODELS_SCHEMA`` per configured model, by name.
+
+    The fingerprint needs every artifact's checksum, so a remote file is fetched into the
+    per-machine cache (as loading the model would). If a file cannot be read, the
+    columns that need it are NULL (a checksum still shows when configured or cached) and
+    error says why.
+    """
     for spec in sorted(settings.models, key=lambda m: m.name):
+        num_labels, checksums, model_print, error = None, None, None, None
         try:
-            num_labels, error = len(_labels(spec, settings)), None
+            num_labels = len(_labels(spec, settings))
+            checksums = fingerprint.artifact_checksums(spec, settings)
+            model_print = fingerprint.model_fingerprint(spec, settings, checksums=checksums)
         except Exception as e:  # shown per row: one broken model must not hide the others
-            num_labels, error = None, first_line(e)
+            error = first_line(e)
+        if checksums is None:
+            checksums = tuple(_known_sha256(uri, configured, settings) for uri, configured in (
+                (spec.symbol_uri, spec.sha256_symbol), (spec.params_uri, spec.sha256_params),
+                (spec.labels_uri, spec.sha256_labels)))
         yield (
             spec.name, artifacts.shown(spec.uri), spec.epoch, spec.engine, spec.precision,
             [spec.channels, *spec.input_size], spec.channels, spec.resize,
             list(spec.mean) if spec.mean else None, list(spec.std) if spec.std else None,
-            num_labels,
-            _known_sha256(spec.symbol_uri, spec.sha256_symbol, settings),
-            _known_sha256(spec.params_uri, spec.sha256_params, settings),
-            _known_sha256(spec.labels_uri, spec.sha256_labels, settings),
-            error,
+            num_labels, *checksums, model_print, error,
         )
 
 
