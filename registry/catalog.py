@@ -1,6 +1,5 @@
 """The SQL functions mxsql offers, and ``register_all`` that puts them in a session."""
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -135,16 +134,11 @@ def register_all(spark, *, settings: Optional[Settings] = None,
     if settings is None:
         settings = settings_from_session(spark)
     declare_keys(spark)
-    # A JVM's first data source registration waits for Spark to look for installed ones
-    # in a new Python process (1-2 s here): the functions register meanwhile.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mxsql-register") as pool:
-        source = pool.submit(spark.dataSource.register,
-                             s3source.data_source(settings, fixed_by_server=fixed_by_server))
-        for fn in FUNCTIONS:
-            spark.udf.register(fn.name, _arrow_udf(fn, settings))
-            _check_arguments(spark, fn)
-        _register_tables(spark, settings)
-        source.result()
+    for fn in FUNCTIONS:
+        spark.udf.register(fn.name, _arrow_udf(fn, settings))
+        _check_arguments(spark, fn)
+    spark.dataSource.register(s3source.data_source(settings, fixed_by_server=fixed_by_server))
+    _register_tables(spark, settings)
     return settings
 
 

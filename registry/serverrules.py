@@ -267,6 +267,9 @@ _DS = "org.apache.spark.sql.execution.datasources."
 _CMD = "org.apache.spark.sql.execution.command."
 _UNRESOLVED_RELATION = "org.apache.spark.sql.catalyst.analysis.UnresolvedRelation"
 _LOGICAL = "org.apache.spark.sql.catalyst.plans.logical."
+# Tables of providers that are not file formats (v2 ones: Python data sources, state).
+_V2_CREATE_TABLE = tuple(_LOGICAL + name for name in (
+    "CreateTable", "CreateTableAsSelect", "ReplaceTable", "ReplaceTableAsSelect"))
 _HIVE = "org.apache.spark.sql.hive.execution."
 _CATALOG_TABLE_OF = {  # command class -> method that returns its CatalogTable
     _CMD + "CreateDataSourceTableCommand": "table",
@@ -532,6 +535,8 @@ class ServerRules:
             yield "writing a directory", node.provider()
         elif name == _CMD + "CreateTableLikeCommand" and node.provider().isDefined():
             yield "a table", node.provider().get()
+        elif name in _V2_CREATE_TABLE and node.tableSpec().provider().isDefined():
+            yield "a table", node.tableSpec().provider().get()
 
     def _provider_problem(self, provider: str, what: str, session) -> Optional[str]:
         """Why ``provider`` (a data source name or class) is refused, or None."""
@@ -616,6 +621,15 @@ class ServerRules:
                 location = spec_and_location._2()
                 if location.isDefined():
                     yield "a partition LOCATION", "text", str(location.get())
+        elif name in _V2_CREATE_TABLE:
+            spec = node.tableSpec()
+            if spec.location().isDefined():
+                yield "a table LOCATION", "text", str(spec.location().get())
+            options = self._jvm.scala.jdk.javaapi.CollectionConverters.asJava(spec.options())
+            for key in options.keySet():
+                if str(key).lower() in ("path", "paths"):
+                    for path in _option_paths(options.get(key)):
+                        yield "a table over", "text", path
         elif name == _CMD + "CreateDatabaseCommand" and node.path().isDefined():
             yield "a database LOCATION", "text", str(node.path().get())
         elif name == _LOGICAL + "CreateNamespace":

@@ -48,5 +48,6 @@ class WorkerWarmup:
         try:
             self._spark.sparkContext.setJobDescription("mxsql: start the Python workers")
             self._spark.sql(_QUERY).collect()
-        except Exception as e:  # noqa: BLE001 - only time is at stake: statements report their own errors
+        except Exception as e:  # noqa: BLE001 - only time is at stake
+            # A statement that meets the same problem reports it itself.
             _log.debug("the Python worker warm-up failed: %s", e)

@@ -146,7 +146,7 @@ INSERT INTO ${predictions}_runs BY NAME
 SELECT mxsql_backfill_run AS run_id, '${model}' AS model,
        mxsql_backfill_fingerprint AS fingerprint, mxsql_backfill_started AS started_at,
        current_timestamp() AS committed_at,
-       count_if(NOT deleted AND error IS NULL) AS classified,
+       count_if(NOT deleted AND top_k IS NOT NULL) AS classified,
        count_if(error IS NOT NULL AND NOT deleted) AS undecodable,
        count_if(deleted) AS deleted
 FROM ${predictions}_history

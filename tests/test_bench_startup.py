@@ -87,7 +87,7 @@ def test_an_earlier_run_is_shown_beside_this_one(run):
     assert "| model load | 0.15 | 0.40 |" in text
 
 
-def test_the_benchmark_report_has_the_start_up_section_when_its_json_does(results, run):  # noqa: F811
+def test_the_benchmark_report_shows_the_start_up_when_its_json_has_it(results, run):  # noqa: F811
     assert "## Start-up" not in report.results_markdown(results)
     results["startup"] = run
     assert "## Start-up: a one-shot `mxsql` (issue 17)" in report.results_markdown(results)

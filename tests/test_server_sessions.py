@@ -220,6 +220,8 @@ _REFUSED = [
      "forbids a table USING org.apache.spark.sql.execution.datasources.jdbc"),
     ("CREATE TEMPORARY VIEW s USING socket OPTIONS (host '127.0.0.1', port '22')",
      "forbids a view USING socket"),
+    ("CREATE TABLE state USING statestore OPTIONS (path '{allowed}')",
+     "forbids a table USING statestore"),
     ("SET hive.exec.stagingdir=../../../secret", "forbids SET hive.exec.stagingdir"),
     ("SET spark.sql.redaction.string.regex=none", "forbids SET spark.sql.redaction"),
     ("ALTER TABLE lines SET SERDEPROPERTIES ('path' = '{secret}')", "forbids ALTER TABLE"),

@@ -49,7 +49,7 @@ def image_folder(digits, tmp_path_factory):
 def model_args(digits, tmp_path_factory):
     """The digits model as 'default' (fp32), as 'digits_int8' (precision=int8, calibrated
     on the training digits in one folder, classes mixed in path order) and as
-    'digits_unscaled' (a wrong preprocessing: pixels not divided by 255)."""
+    'digits_shifted' (a wrong preprocessing: 200 subtracted from every pixel)."""
     calibration = tmp_path_factory.mktemp("calibration")
     train = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(digits[1][0]))),
                          "train")
@@ -61,8 +61,8 @@ def model_args(digits, tmp_path_factory):
         **digits_demo.model_conf(digits[0], "digits_int8"),
         "spark.mxsql.model.digits_int8.precision": "int8",
         "spark.mxsql.model.digits_int8.calibration": str(calibration),
-        **digits_demo.model_conf(digits[0], "digits_unscaled"),
-        "spark.mxsql.model.digits_unscaled.std": "1",
+        **digits_demo.model_conf(digits[0], "digits_shifted"),
+        "spark.mxsql.model.digits_shifted.mean": "200",
         "spark.mxsql.cacheDir": str(tmp_path_factory.mktemp("cache")),
     }
     return shellkit.conf_args(conf)
@@ -224,7 +224,7 @@ def test_compare_models_reports_int8_against_fp32(catalog, model_args, image_fol
 def test_compare_models_lists_the_images_where_the_models_differ(catalog, model_args,
                                                                  image_folder):
     rows = run_script(catalog, model_args, "compare_models.sql", table="images",
-                      model="digits_unscaled", reference="default")
+                      model="digits_shifted", reference="default")
     _, expected = image_folder
     *differing, (images, accuracy, reference_accuracy, agreeing, _) = rows
     assert int(images) == expected
@@ -246,8 +246,9 @@ def test_each_image_goes_through_each_function_once(spark, digits):
         "predictions": "explain_predictions", "partition_by": "label",
         "reference": "other",
     }
-    setup = re.compile(r"^\s*(CREATE TABLE|CACHE TABLE|DROP VIEW|CREATE OR REPLACE VIEW|DECLARE)",
-                       re.IGNORECASE)
+    setup = re.compile(
+        r"^\s*(CREATE TABLE|CACHE TABLE|DROP VIEW|CREATE OR REPLACE VIEW|DECLARE|SET VAR)",
+        re.IGNORECASE)
     checked = 0
     try:
         for name in sorted(SCRIPTS, key=lambda n: n != "create_image_table.sql"):

@@ -1,8 +1,8 @@
-"""Start-up work off the critical path: ``register_all`` registers the ``mxsql_s3`` data
-source in a thread of its own (Spark's first registration in a JVM waits for a Python
-process that looks for installed data sources) while the functions register, with the
-same outcome; the shell starts the Python workers while the first statement that calls
-an mx function is planned (``mxsql.registry.warmup``)."""
+"""Start-up work: ``register_all`` leaves the ``mxsql_s3`` data source registered (Spark's
+first registration in a JVM waits for a Python process that looks for installed data
+sources) and fails when that registration fails; the shell starts the Python workers
+while the first statement that calls an mx function is planned
+(``mxsql.registry.warmup``)."""
 
 import pytest
 
