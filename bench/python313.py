@@ -21,10 +21,11 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY313 = os.path.join(ROOT, ".venv-py313", "bin", "python")
+TARGET_RATIO = 0.95  # issue 19: 3.13 through ONNX Runtime against 3.11's MXNet FP32
 REPLY = "python313-bench: "  # marks the driver's answers among whatever else reaches stdout
 # Variables that would point a 3.13 process at this Python's packages.
 _THIS_PYTHON = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "SPARK_HOME", "PYSPARK_PYTHON",
@@ -193,6 +194,24 @@ def head_to_head(env, workload, images: int = 500, rounds: int = 7,
         "loads_while_timed": sum(t[name]["loads"] for t in timed for name in order),
         "ratios": ratios, "ratio_median": statistics.median(ratios),
     }
+
+
+def report_lines(result: dict) -> List[str]:
+    """The report's Python 3.13 section, from ``results["python313"]`` alone (a failed
+    run is listed with the failed measurements instead)."""
+    if "error" in result:
+        return []
+    rate, ratio = result["rate"], result["ratio_median"]
+    verdict = "met" if ratio >= TARGET_RATIO else "**not met**"
+    return [
+        "## Python 3.13 without MXNet (issue 19)", "",
+        f"ResNet-18 through SQL over {result['images']} CIFAR-shaped images, two drivers "
+        f"taking turns for {len(result['ratios'])} rounds: Python 3.11 with MXNet FP32 "
+        f"{rate['python311_mxnet']:.1f} img/s, Python 3.13 with ONNX Runtime (mxsql's "
+        f"converter) {rate['python313_onnxruntime']:.1f} img/s (medians). 3.13 over 3.11, "
+        f"median of the rounds' ratios: {ratio:.2f}x; target >= {TARGET_RATIO}x: {verdict}. "
+        f"Models loaded again while timed: {result['loads_while_timed']}.", "",
+    ]
 
 
 def main(argv=None) -> None:

@@ -11,7 +11,7 @@ from typing import Iterator, List, Optional, Tuple
 
 from PIL import Image, ImageDraw, ImageFont
 
-from bench import startup
+from bench import python313, startup
 
 __all__ = ["NAMES", "table_rows", "markdown_table", "bar_chart", "results_markdown"]
 
@@ -614,6 +614,7 @@ def results_markdown(results: dict, rows: Optional[List[dict]] = None) -> str:
         *_time_split(results),
         *_cold_start(results),
         *(startup.report_lines(results["startup"]) if results.get("startup") else []),
+        *(python313.report_lines(results["python313"]) if results.get("python313") else []),
         *_memory(results),
         *_prefetch(results),
         *_sweep(results),

@@ -248,3 +248,19 @@ def test_quantization_is_timed_from_an_empty_cache(tmp_path, monkeypatch):
     open(os.path.join(cache, "stale"), "w").close()
     with pytest.raises(SystemExit, match="is not empty"):
         limit.quantize("/models/resnet-18", workload.warm, cache)
+
+
+def test_the_python313_head_to_head_follows_the_json(results):
+    assert "## Python 3.13" not in report.results_markdown(results)
+    results["python313"] = {
+        "images": 500, "ratios": [0.9, 1.0, 1.1], "ratio_median": 1.0, "loads_while_timed": 0,
+        "rate": {"python311_mxnet": 100.0, "python313_onnxruntime": 97.0}}
+    text = report.results_markdown(results)
+    assert "Python 3.11 with MXNet FP32 100.0 img/s" in text
+    assert "median of the rounds' ratios: 1.00x; target >= 0.95x: met" in text
+    results["python313"]["ratio_median"] = 0.9
+    assert "0.90x; target >= 0.95x: **not met**" in report.results_markdown(results)
+    results["python313"] = {"error": "RuntimeError: the 3.13 driver exited"}
+    text = report.results_markdown(results)
+    assert "## Python 3.13" not in text
+    assert "- **python313**: RuntimeError: the 3.13 driver exited" in text
