@@ -78,12 +78,7 @@ def mx_conf(spark):
         return register_all(spark)
 
     yield set_conf
-    for key, old in reversed(changed):
-        if old is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, old)
-    register_all(spark)
+    _restore_conf(spark, changed)
 
 
 @pytest.fixture(scope="session")
@@ -101,14 +96,21 @@ def mx_conf_while(spark):
                 spark.conf.set(key, value)
             yield register_all(spark)
         finally:
-            for key, value in reversed(old):
-                if value is None:
-                    spark.conf.unset(key)
-                else:
-                    spark.conf.set(key, value)
-            register_all(spark)
+            _restore_conf(spark, old)
 
     return while_set
+
+
+def _restore_conf(spark, old):
+    """Put back each (key, value before) of ``old``, last set first, and re-register."""
+    from mxsql.registry import register_all
+
+    for key, value in reversed(old):
+        if value is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, value)
+    register_all(spark)
 
 
 @pytest.fixture(scope="session")
