@@ -16,7 +16,7 @@ demo: .venv/.installed
 
 # Every test, slow cluster and fault tests included, and the no-MXNet ones on Python 3.13.
 test: .venv/.installed .venv-py313/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 # Daily work: everything but the slow tests.
 quick: .venv/.installed

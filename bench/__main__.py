@@ -148,13 +148,13 @@ def run(args) -> dict:
     from demo import zoo
 
     prefix = zoo.export_resnet18(os.path.join(work, "model"))
-    env = runner.Env(work, prefix, _batch_size())
+    env = runner.Env(work, prefix, _batch_size(), args.warm_passes)
     sets = {"cifar": workloads.cifar(work, args.cifar), "photos": workloads.photos(work, args.photos)}
     sizes = {"cifar": args.cifar, "photos": args.photos}
     row_sizes = {"cifar": min(args.cifar, workloads.CIFAR_SHARD),
                  "photos": min(args.photos, workloads.PHOTO_SHARD)}
     results = {"machine": _machine(), "command": " ".join(["python -m bench"] + sys.argv[1:]),
-               "batch_size": env.batch, "warm_passes": WARM_PASSES, "commit": _commit(),
+               "batch_size": env.batch, "warm_passes": args.warm_passes, "commit": _commit(),
                "workloads": {}, "started": time.strftime("%Y-%m-%d %H:%M")}
     for name, workload in sets.items():
         out = results["workloads"][name] = {}
@@ -181,7 +181,8 @@ def run(args) -> dict:
             env, HEAD_TO_HEAD, workload, images, args.rounds,
             ceiling_threads=nproc if "ceiling" in out else 0)
     _say("cifar: Python 3.13 with onnxruntime against 3.11 with mxnet, head to head")
-    results["python313"] = python313.head_to_head(env, sets["cifar"], rounds=args.rounds)
+    results["python313"] = python313.head_to_head(env, sets["cifar"], rounds=args.rounds,
+                                                  warm_passes=args.warm_passes)
     _say("memory at", args.memory_small, "images")
     results["memory_small"] = runner.spark_path(env, "sql", sets["cifar"], args.memory_small)
     _say("memory at", args.memory_small, "images, precision=int8")
@@ -225,6 +226,8 @@ def main(argv=None) -> None:
     parser.add_argument("--startup-ctas-rounds", type=int, default=3)
     parser.add_argument("--split-images", type=int, default=500,
                         help="images the time split (where the time goes) runs over")
+    parser.add_argument("--warm-passes", type=int, default=WARM_PASSES,
+                        help="untimed passes over a warm-up folder before a path is timed")
     parser.add_argument("--no-sweep", dest="sweep", action="store_false")
     parser.add_argument("--out", default=HERE, help="where RESULTS.md and results.png go")
     parser.add_argument("--from-json", help="only write the report from a saved results.json")

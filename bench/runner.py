@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional
 
+from bench.spark_paths import WARM_PASSES
 from bench.workloads import Workload
 
 __all__ = ["Env", "failed", "stderr_tail", "limit", "quantize", "int8_conf", "ceiling",
@@ -20,10 +21,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class Env:
     """Where a run keeps its files, and the model it measures."""
 
-    def __init__(self, work: str, prefix: str, batch: int):
+    def __init__(self, work: str, prefix: str, batch: int, warm_passes: int = WARM_PASSES):
         self.work = work
         self.prefix = prefix
         self.batch = batch
+        self.warm_passes = warm_passes  # of each Spark path, before it is timed
         self.logs = os.path.join(work, "logs")
         self.cache = os.path.join(work, "cache")  # spark.mxsql.cacheDir: the ONNX conversion
         os.makedirs(self.logs, exist_ok=True)
@@ -170,7 +172,7 @@ def _spark_paths(env: Env, paths: List[str], workload: Workload, images: int,
     log = env.log_path(f"{workload.name}-{'-'.join(paths)}")
     cmd = [sys.executable, "-m", "bench.spark_paths", "--path", *paths, "--prefix", env.prefix,
            "--folders", *workload.folders(images), "--warm", workload.warm,
-           "--ext", workload.ext, "--log", log, *extra]
+           "--ext", workload.ext, "--log", log, "--warm-passes", str(env.warm_passes), *extra]
     for key, value in (conf or {}).items():
         cmd += ["--conf", f"{key}={value}"]
     # The child sends its own stderr, the JVM's and the workers' to --log once it runs;

@@ -7,7 +7,7 @@ or memory. The process sends its stderr (and so the JVM's and the workers') to
 With ``--path sql predict_batch_udf ... --rounds N``, the paths run head to head in one
 driver instead, timed in turn (``head_to_head``).
 
-Every path first runs ``WARM_PASSES`` times over a small warm-up folder (the workers
+Every path first runs ``WARM_PASSES`` times (``--warm-passes``) over a small warm-up folder (the workers
 start and load their model, the JVM compiles its hot paths), then is timed over the
 measured folders; the cold cost is measured on its own by ``--limit-queries``
 (DECISIONS 8).
@@ -203,7 +203,7 @@ def measure(args) -> dict:
     with RssSampler() as sampler:
         spark = _start(args)
         warm, timed, partitions = _runs(spark, path, args)
-        for _ in range(WARM_PASSES):
+        for _ in range(args.warm_passes):
             warm()
         result = _timed(sampler, timed)
         loads = count_loads(_read(args.log))
@@ -247,7 +247,7 @@ def head_to_head(args) -> dict:
         spark = _start(args)
         runs = {path: _runs(spark, path, args) for path in args.path}
         batch_size = settings_from_session(spark).batch_size
-        for _ in range(WARM_PASSES):
+        for _ in range(args.warm_passes):
             for warm, _, _ in runs.values():
                 warm()
         rounds = []
@@ -278,6 +278,7 @@ def main(argv=None) -> None:
     parser.add_argument("--log", required=True)
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--limit-queries", type=int, default=0)
+    parser.add_argument("--warm-passes", type=int, default=WARM_PASSES)
     parser.add_argument("--rounds", type=int, default=0,
                         help="time the paths in turn in this one driver, this many rounds")
     parser.add_argument("--ceiling-files", help="with --rounds: also time (1c) over the "

@@ -11,7 +11,8 @@ from mxsql.udfs import functions, tables
 from mxsql.udfs.config import Settings
 from mxsql.udfs.s3 import source as s3source
 
-__all__ = ["Parameter", "SqlFunction", "FUNCTIONS", "register_all", "session_functions"]
+__all__ = ["Parameter", "SqlFunction", "FUNCTIONS", "register_all", "register_data_source",
+           "session_functions"]
 
 
 class Parameter(NamedTuple):
@@ -113,7 +114,7 @@ def _arrow_udf(fn: SqlFunction, settings: Settings):
 
 
 def register_all(spark, *, settings: Optional[Settings] = None,
-                 fixed_by_server: bool = False) -> Settings:
+                 fixed_by_server: bool = False, data_source: bool = True) -> Settings:
     """Register every mx function in ``spark`` and return the settings they captured.
 
     Cheap: it validates the ``spark.mxsql.*`` keys (raising ConfigError naming a bad
@@ -122,8 +123,8 @@ def register_all(spark, *, settings: Optional[Settings] = None,
     a call (an AnalysisException showing ``SqlFunction.signature``), through a builder
     this Python process answers (``mxsql.registry.callbacks``), so the process must
     outlive the session. Call it again after changing model settings to re-capture
-    them. It also registers the ``mxsql_s3`` data source with the session's S3 settings,
-    which its ``endpoint`` and ``profile`` options may not change when ``fixed_by_server``.
+    them. It also registers the ``mxsql_s3`` data source (``register_data_source``)
+    unless ``data_source`` is false.
 
     Examples
     --------
@@ -137,9 +138,21 @@ def register_all(spark, *, settings: Optional[Settings] = None,
     for fn in FUNCTIONS:
         spark.udf.register(fn.name, _arrow_udf(fn, settings))
         _check_arguments(spark, fn)
-    spark.dataSource.register(s3source.data_source(settings, fixed_by_server=fixed_by_server))
+    if data_source:
+        register_data_source(spark, settings, fixed_by_server=fixed_by_server)
     _register_tables(spark, settings)
     return settings
+
+
+def register_data_source(spark, settings: Settings, *, fixed_by_server: bool = False) -> None:
+    """Register the ``mxsql_s3`` data source with the session's S3 settings, which its
+    ``endpoint`` and ``profile`` options may not change when ``fixed_by_server``.
+
+    Spark's first registration in a JVM waits for a Python process that looks for
+    installed data sources (seconds), so the shell calls this only for a statement that
+    names ``mxsql_s3``.
+    """
+    spark.dataSource.register(s3source.data_source(settings, fixed_by_server=fixed_by_server))
 
 
 def _register_tables(spark, settings: Settings) -> None:

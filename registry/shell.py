@@ -209,6 +209,7 @@ class Shell:
         self._jvm = spark._jvm
         self._registered = settings_from_session(spark)
         self._start = self._registered  # its policy decides what SET may add or change
+        self._data_source = False  # mxsql_s3 is registered by the first statement naming it
         self._warmup = WorkerWarmup(spark)
         # One thread runs every statement, so that the main thread stays free to take
         # Ctrl-C and cancel the running jobs.
@@ -273,6 +274,7 @@ class Shell:
         # thread's active session (SQLConf.get); on this thread's JVM side there is none,
         # and the parser would see the defaults, not the session's SETs.
         self._jvm.org.apache.spark.sql.SparkSession.setActiveSession(jsession)
+        self._register_data_source_for(statement)
         driver = self._jvm.org.apache.spark.sql.hive.thriftserver.SparkSQLDriver(jsession)
         try:
             driver.run(statement)
@@ -288,6 +290,21 @@ class Shell:
             driver.close()
         self._sync_functions()
         return header, text, count
+
+    def _register_data_source_for(self, statement: str) -> None:
+        """Register ``mxsql_s3`` before the first statement that names it, after
+        ``${var}`` substitution; statements that do not skip its seconds of start-up."""
+        from mxsql.registry.catalog import register_data_source
+        from mxsql.udfs.s3.options import NAME
+
+        if self._data_source:
+            return
+        if "${" in statement:
+            statement = self._jvm.org.apache.spark.sql.internal.VariableSubstitution() \
+                .substitute(statement)
+        if NAME in statement.lower():
+            register_data_source(self.spark, self._registered)
+            self._data_source = True
 
     def use_database(self, name: str) -> int:
         """``--database``: make ``name`` current, printing nothing but an error."""
@@ -318,7 +335,7 @@ class Shell:
             raise
         if settings.raw == self._registered.raw:
             return
-        register_all(self.spark, settings=settings)
+        register_all(self.spark, settings=settings, data_source=self._data_source)
         self._registered = settings
 
     def _flag(self, key: str) -> bool:
@@ -497,7 +514,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         spark = _start(args, session_conf(args), err)
-        register_all(spark)
+        register_all(spark, data_source=False)  # the Shell registers it when named
     except (ConfigError, CatalogInUseError) as e:
         err.write(f"{type(e).__name__}: {e}\n")
         return EXIT_FAILURE

@@ -18,6 +18,7 @@ import pytest
 from pyspark.errors import AnalysisException, PythonException
 
 from demo import digits as digits_demo
+from tests import shellkit
 from tests.s3server import FAKE_CREDENTIALS, FaultyProxy, MotoServer
 
 # Spark's Python workers inherit the JVM's environment, fixed when the shared session
@@ -230,6 +231,17 @@ def test_mx_functions_work_unchanged_on_s3_rows(spark, moto, images, digits_tabl
     assert len(from_s3) == 360 and from_s3 == local
     right = sum(label == name.split("/")[0] for name, label in from_s3.items())
     assert right / len(from_s3) > 0.9
+
+
+@pytest.mark.slow
+def test_the_mxsql_shell_reads_s3_through_a_temporary_view(moto, images, tmp_path):
+    # The shell registers mxsql_s3 only when a statement names it (start-up time).
+    script = (f"CREATE TEMPORARY VIEW zeros USING mxsql_s3 OPTIONS (path "
+              f"'s3://{IMAGES}/digits/zero/', endpoint '{moto.endpoint}');\n"
+              "SELECT count(*) FROM zeros;\n")
+    done = shellkit.run_mxsql(["-S", "-e", script], home=str(tmp_path / "home"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == [str(sum(1 for name in images if name.startswith("zero/")))]
 
 
 def test_session_s3_settings_apply_when_options_are_absent(spark, mx_conf, moto, images):

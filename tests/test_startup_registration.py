@@ -1,12 +1,15 @@
 """Start-up work: ``register_all`` leaves the ``mxsql_s3`` data source registered (Spark's
 first registration in a JVM waits for a Python process that looks for installed data
-sources) and fails when that registration fails; the shell starts the Python workers
-while the first statement that calls an mx function is planned
-(``mxsql.registry.warmup``)."""
+sources) and fails when that registration fails, while the shell registers it only for
+the first statement that names it; the shell starts the Python workers while the first
+statement that calls an mx function is planned (``mxsql.registry.warmup``)."""
+
+import io
 
 import pytest
 
 from mxsql.registry import catalog
+from mxsql.registry.shell import Shell
 
 
 def test_register_all_returns_with_the_data_source_and_the_functions_registered(spark):
@@ -28,6 +31,20 @@ def test_a_failed_data_source_registration_fails_register_all(spark, monkeypatch
         catalog.register_all(spark)
     monkeypatch.undo()
     catalog.register_all(spark)  # the shared session as the other tests expect it
+
+
+def test_the_shell_registers_mxsql_s3_for_the_first_statement_naming_it(spark):
+    session = spark.newSession()  # a data source manager of its own, without mxsql_s3
+    manager = session._jsparkSession.sessionState().dataSourceManager()
+    shell = Shell(session, out=io.StringIO(), err=io.StringIO())
+    try:
+        assert shell.run_statement("SELECT 1") == 0
+        assert not manager.dataSourceExists("mxsql_s3")
+        session.conf.set("source", "MXSQL_S3")  # as `mxsql -d source=MXSQL_S3` does
+        assert shell.run_statement("SELECT '${source}'") == 0
+        assert manager.dataSourceExists("mxsql_s3")
+    finally:
+        shell.close()
 
 
 def test_the_first_statement_calling_an_mx_function_starts_the_workers_once(spark, caplog):
