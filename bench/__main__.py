@@ -149,7 +149,8 @@ def run(args) -> dict:
 
     prefix = zoo.export_resnet18(os.path.join(work, "model"))
     env = runner.Env(work, prefix, _batch_size(), args.warm_passes)
-    sets = {"cifar": workloads.cifar(work, args.cifar), "photos": workloads.photos(work, args.photos)}
+    sets = {"cifar": workloads.cifar(work, args.cifar),
+            "photos": workloads.photos(work, args.photos)}
     sizes = {"cifar": args.cifar, "photos": args.photos}
     row_sizes = {"cifar": min(args.cifar, workloads.CIFAR_SHARD),
                  "photos": min(args.photos, workloads.PHOTO_SHARD)}

@@ -137,8 +137,10 @@ def install_work_tree() -> None:
 def env_313(**extra) -> Dict[str, str]:
     """This process's environment for a .venv-py313 process: nothing pointing at this
     Python's packages, and Spark's workers on .venv-py313's Python."""
+    from bench.runner import NO_ARCHIVE
+
     env = {k: v for k, v in os.environ.items() if k not in _THIS_PYTHON}
-    return {**env, "PYSPARK_PYTHON": PY313, **extra}
+    return {**env, "PYSPARK_PYTHON": PY313, **NO_ARCHIVE, **extra}
 
 
 def head_to_head(env, workload, images: int = 500, rounds: int = 7,

@@ -7,10 +7,10 @@ or memory. The process sends its stderr (and so the JVM's and the workers') to
 With ``--path sql predict_batch_udf ... --rounds N``, the paths run head to head in one
 driver instead, timed in turn (``head_to_head``).
 
-Every path first runs ``WARM_PASSES`` times (``--warm-passes``) over a small warm-up folder (the workers
-start and load their model, the JVM compiles its hot paths), then is timed over the
-measured folders; the cold cost is measured on its own by ``--limit-queries``
-(DECISIONS 8).
+Every path first runs ``WARM_PASSES`` times (``--warm-passes``) over a small warm-up
+folder (the workers start and load their model, the JVM compiles its hot paths), then is
+timed over the measured folders; the cold cost is measured on its own by
+``--limit-queries`` (DECISIONS 8).
 """
 
 import argparse
