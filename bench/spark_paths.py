@@ -30,12 +30,23 @@ PATHS = ("sql", "predict_batch_udf", "classic", "recipe", "row", "read")
 # the photos about 3.5% slower than with 12; the classic shape (4s), which plans no SQL,
 # ran the same.
 WARM_PASSES = 12
+# The previous path's JVM can outlive its Python driver by a moment, still holding the
+# shared Derby catalog; the next driver waits this long for it (a run failed without).
+CATALOG_WAIT_S = 60
 
 
 def _session(conf: dict):
     from mxsql.registry.session import build_session
+    from mxsql.udfs.errors import CatalogInUseError
 
-    return build_session(conf, master="local[*]", app_name="mxsql-bench")
+    deadline = time.monotonic() + CATALOG_WAIT_S
+    while True:
+        try:
+            return build_session(conf, master="local[*]", app_name="mxsql-bench")
+        except CatalogInUseError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _images_view(spark, name: str, folders, ext: str) -> None:

@@ -264,3 +264,23 @@ def test_the_python313_head_to_head_follows_the_json(results):
     text = report.results_markdown(results)
     assert "## Python 3.13" not in text
     assert "- **python313**: RuntimeError: the 3.13 driver exited" in text
+
+
+def test_a_path_waits_for_the_previous_drivers_catalog(monkeypatch):
+    # The previous path's JVM may still hold the shared Derby catalog when the next starts.
+    from bench import spark_paths
+    from mxsql.registry import session
+    from mxsql.udfs.errors import CatalogInUseError
+
+    answers = [CatalogInUseError("in use"), CatalogInUseError("in use"), "spark"]
+
+    def build_session(conf, **kwargs):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(session, "build_session", build_session)
+    monkeypatch.setattr(spark_paths.time, "sleep", lambda seconds: None)
+    assert spark_paths._session({}) == "spark"
+    assert answers == []
