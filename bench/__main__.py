@@ -128,7 +128,9 @@ def _sweep(env, sets: dict, sizes: dict) -> list:
 
 def _jdbc_limit(env, workload) -> dict:
     """DECISIONS 8 through mxsql-thriftserver; a failure is reported, not fatal."""
-    conf = {"spark.mxsql.model.resnet18.uri": env.prefix, "spark.ui.enabled": "false"}
+    conf = {"spark.mxsql.model.resnet18.uri": env.prefix, "spark.ui.enabled": "false",
+            # The server reads files by path only under these (a run failed without).
+            "spark.mxsql.server.allowedPaths": env.work}
     server_env = env.environ(MXSQL_HOME=os.path.join(env.work, "home-jdbc"))
     log = env.log_path("jdbc")
     try:

@@ -284,3 +284,20 @@ def test_a_path_waits_for_the_previous_drivers_catalog(monkeypatch):
     monkeypatch.setattr(spark_paths.time, "sleep", lambda seconds: None)
     assert spark_paths._session({}) == "spark"
     assert answers == []
+
+
+def test_the_jdbc_server_may_read_the_workload(tmp_path, monkeypatch):
+    # mxsql-thriftserver reads files by path only under spark.mxsql.server.allowedPaths.
+    from bench import jdbc
+    from bench.workloads import Workload
+
+    seen = {}
+    monkeypatch.setattr(jdbc, "limit_queries", lambda env, conf, folder, warm, ext, log:
+                        seen.update(conf=conf, folders=(folder, warm)) or [1.0])
+    env = runner.Env(str(tmp_path), str(tmp_path / "model" / "resnet-18"), 32)
+    workload = Workload("cifar", [str(tmp_path / "cifar" / "00")], str(tmp_path / "warm"), 100,
+                        "png")
+    assert bench_main._jdbc_limit(env, workload) == {"seconds": [1.0]}
+    allowed = seen["conf"]["spark.mxsql.server.allowedPaths"].split(",")
+    for folder in seen["folders"]:
+        assert any(folder.startswith(prefix) for prefix in allowed), folder
