@@ -301,3 +301,12 @@ def test_the_jdbc_server_may_read_the_workload(tmp_path, monkeypatch):
     allowed = seen["conf"]["spark.mxsql.server.allowedPaths"].split(",")
     for folder in seen["folders"]:
         assert any(folder.startswith(prefix) for prefix in allowed), folder
+
+
+def test_timed_children_build_no_jvm_archive(tmp_path):
+    # A new spark.mxsql.cacheDir (the INT8 paths') started an archive build while timed.
+    from bench import python313
+
+    env = runner.Env(str(tmp_path), "/models/resnet-18", 32)
+    assert env.environ()["MXSQL_JVM_ARCHIVE"] == "off"
+    assert python313.env_313()["MXSQL_JVM_ARCHIVE"] == "off"
