@@ -10,9 +10,9 @@ batches. The shell starts that work when such a statement begins, with a small j
 its own in the background, so that the two overlap. When every call in the statement
 names its model by a literal (or leaves it out: ``default``) and those models are
 configured, the job classifies a 1x1 image with each of them in as many tasks as a
-local session runs at once, so every worker it starts has the model loaded; otherwise
-(or on a cluster) it runs one row through ``mx_image_info``, which starts the daemon
-only. The workers return to Spark's pool, where the statement's tasks find them.
+local session runs at once (up to 8), so every worker it starts has the model loaded;
+otherwise (or on a cluster) it runs one row through ``mx_image_info``, which starts the
+daemon only. The workers return to Spark's pool, where the statement's tasks find them.
 """
 
 import logging
@@ -32,6 +32,9 @@ _INFO_QUERY = "SELECT mx_image_info(X'')"
 _PIXEL = ("89504E470D0A1A0A0000000D49484452000000010000000108000000003A7E9B550000000A49444154"
           "78DA6368000000820081DA45083B0000000049454E44AE426082")
 _NAME = re.compile(r"'(\w+)'|\"(\w+)\"")
+# Workers the warm-up loads a model in, at most: on a large machine a small query uses
+# few of its task slots, and each loaded worker holds a network's memory.
+_MOST_WORKERS = 8
 # Where each function that takes a model has its ``model`` argument.
 _MODEL_ARGUMENT = {fn.name: [p.name for p in fn.parameters].index("model")
                    for fn in FUNCTIONS if any(p.name == "model" for p in fn.parameters)}
@@ -101,7 +104,7 @@ class WorkerWarmup:
         if not context.master.startswith("local") or not names or \
                 not names <= {spec.name for spec in settings.models}:
             return _INFO_QUERY
-        slots = context.defaultParallelism
+        slots = min(context.defaultParallelism, _MOST_WORKERS)
         return " UNION ALL ".join(
             f"SELECT mx_classify(X'{_PIXEL}', '{name}') FROM range(0, {slots}, 1, {slots})"
             for name in sorted(names))

@@ -94,3 +94,20 @@ def test_the_first_statement_calling_an_mx_function_starts_the_workers_once(
     failed = [r for r in caplog.records if r.name == "mxsql.warmup"]
     assert not failed, caplog.text  # the warm-up job ran without an error
     assert warmup.before("SELECT mx_top_k(content, 5) FROM images", settings) is None
+
+
+def test_the_warm_up_loads_a_model_in_at_most_eight_workers():
+    from types import SimpleNamespace
+
+    from mxsql.registry.warmup import WorkerWarmup
+
+    settings = parse_settings(digits_demo.model_conf("/models/digits"))
+    statement = "SELECT mx_classify(content) FROM t"
+    for master, slots, used in (("local[32]", 32, 8), ("local[2]", 2, 2),
+                                ("spark://host:7077", 64, None)):
+        context = SimpleNamespace(master=master, defaultParallelism=slots)
+        query = WorkerWarmup(SimpleNamespace(sparkContext=context)).query(statement, settings)
+        if used is None:  # a cluster: the daemon only
+            assert query == "SELECT mx_image_info(X'')"
+        else:
+            assert query.endswith(f"'default') FROM range(0, {used}, 1, {used})")
