@@ -251,7 +251,7 @@ class Shell:
         if self.verbose:
             self.out.write(command + "\n")
         started = time.monotonic_ns()
-        self._warmup.before(command, self._registered)  # workers start while Spark plans it
+        self._warmup.before(command)  # Python workers start while Spark plans it
         try:
             header, rows, count = self._runner.submit(self._execute, command).result()
         except Exception as e:  # every failure of a statement is reported, as spark-sql

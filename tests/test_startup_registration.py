@@ -8,10 +8,8 @@ import io
 
 import pytest
 
-from demo import digits as digits_demo
 from mxsql.registry import catalog
 from mxsql.registry.shell import Shell
-from mxsql.udfs.config import parse_settings
 
 
 def test_register_all_returns_with_the_data_source_and_the_functions_registered(spark):
@@ -49,65 +47,18 @@ def test_the_shell_registers_mxsql_s3_for_the_first_statement_naming_it(spark):
         shell.close()
 
 
-def test_the_warm_up_loads_the_models_the_statement_names_by_literal(spark, digits, mx_conf):
-    from mxsql.registry.warmup import WorkerWarmup, models_called
-
-    assert models_called("SELECT 1") == set()
-    assert models_called("SELECT mx_classify(content), mx_image_info(content) FROM t") == \
-        {"default"}
-    assert models_called("SELECT mx_classify(concat(a, ')'), 'a'), "
-                         "MX_TOP_K (content, 5, \"b\", path) FROM t") == {"a", "b"}
-    assert models_called("SELECT mx_classify(content, name) FROM t") is None
-    settings = parse_settings({**digits_demo.model_conf("/models/digits"),
-                               **digits_demo.model_conf("/models/digits", name="other")})
-    warmup = WorkerWarmup(spark)
-    slots = spark.sparkContext.defaultParallelism
-    assert warmup.query("SELECT mx_top_k(content, 3, 'other') FROM t", settings).endswith(
-        f"'other') FROM range(0, {slots}, 1, {slots})")
-    settings = mx_conf(digits_demo.model_conf(digits[0]))
-    rows = spark.sql(warmup.query("SELECT mx_classify(content) FROM t", settings)).collect()
-    assert len(rows) == slots and all(row[0].label is not None for row in rows)
-    for unknown in ("SELECT mx_classify(content, 'nope') FROM t",
-                    "SELECT mx_classify(content, name) FROM t",
-                    "SELECT mx_image_info(content) FROM t"):
-        assert warmup.query(unknown, settings) == "SELECT mx_image_info(X'')"
-
-
-@pytest.mark.parametrize("statement", [
-    "SELECT path, MX_CLASSIFY (content).label FROM images",  # the default model
-    "SELECT mx_image_info(content) FROM images",  # no model
-])
-def test_the_first_statement_calling_an_mx_function_starts_the_workers_once(
-        spark, digits, mx_conf, caplog, statement):
+def test_the_first_statement_calling_an_mx_function_starts_the_workers_once(spark, caplog):
     from mxsql.registry.warmup import WorkerWarmup
 
-    settings = mx_conf(digits_demo.model_conf(digits[0]))
     warmup = WorkerWarmup(spark)
-    assert warmup.before("SELECT 1", settings) is None
-    assert warmup.before("SELECT 'mx_classify(' AS text", settings) is not None  # cheap
+    assert warmup.before("SELECT 1") is None
+    assert warmup.before("SELECT 'mx_classify(' AS text") is not None  # cheap to be wrong
     warmup = WorkerWarmup(spark)
     with caplog.at_level("DEBUG", logger="mxsql.warmup"):
-        thread = warmup.before(statement, settings)
+        thread = warmup.before("SELECT path, MX_CLASSIFY (content).label FROM images")
         assert thread is not None
         thread.join(timeout=600)
     assert not thread.is_alive()
     failed = [r for r in caplog.records if r.name == "mxsql.warmup"]
     assert not failed, caplog.text  # the warm-up job ran without an error
-    assert warmup.before("SELECT mx_top_k(content, 5) FROM images", settings) is None
-
-
-def test_the_warm_up_loads_a_model_in_at_most_eight_workers():
-    from types import SimpleNamespace
-
-    from mxsql.registry.warmup import WorkerWarmup
-
-    settings = parse_settings(digits_demo.model_conf("/models/digits"))
-    statement = "SELECT mx_classify(content) FROM t"
-    for master, slots, used in (("local[32]", 32, 8), ("local[2]", 2, 2),
-                                ("spark://host:7077", 64, None)):
-        context = SimpleNamespace(master=master, defaultParallelism=slots)
-        query = WorkerWarmup(SimpleNamespace(sparkContext=context)).query(statement, settings)
-        if used is None:  # a cluster: the daemon only
-            assert query == "SELECT mx_image_info(X'')"
-        else:
-            assert query.endswith(f"'default') FROM range(0, {used}, 1, {used})")
+    assert warmup.before("SELECT mx_top_k(content, 5) FROM images") is None
