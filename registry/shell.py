@@ -294,11 +294,11 @@ class Shell:
     def _register_data_source_for(self, statement: str) -> None:
         """Register ``mxsql_s3`` before the first statement that names it, after
         ``${var}`` substitution; statements that do not skip its seconds of start-up."""
+        if self._data_source:
+            return
         from mxsql.registry.catalog import register_data_source
         from mxsql.udfs.s3.options import NAME
 
-        if self._data_source:
-            return
         if "${" in statement:
             statement = self._jvm.org.apache.spark.sql.internal.VariableSubstitution() \
                 .substitute(statement)
