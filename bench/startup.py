@@ -11,7 +11,8 @@ with a fresh catalog (``MXSQL_HOME`` and working directory of its own):
   functions (``length(content)``), and with ``mx_classify`` (ResNet-18, FP32), each
   followed by a ``LIMIT 10`` twice (the first LIMIT stops its worker, so the second
   starts a new one); mx's one-time cost is (first mx CTAS - its repeat) - (first plain
-  CTAS - its repeat), per round, median;
+  CTAS - its repeat), per round, median; the same over each statement's CPU seconds,
+  by part of the process tree (``bench.cpu_split``), says whose work it is;
 - the parts of mx's cost in one process shaped like a worker: the daemon's imports,
   a fork, the model load, and the first and a repeated batch at each of the two batch
   shapes a worker runs (``spark.mxsql.batchSize`` and ``models.SHORT_BATCH``).
@@ -33,7 +34,9 @@ import time
 from statistics import median
 from typing import Dict, List, Optional
 
-__all__ = ["measure", "report_lines", "one_time_cost", "time_taken", "main"]
+from bench.cpu_split import PARTS, sampled_run
+
+__all__ = ["measure", "report_lines", "one_time_cost", "one_time_cpu", "time_taken", "main"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGES = 1280  # the issue's CIFAR-shaped set
@@ -64,6 +67,22 @@ def one_time_cost(plain: Dict[str, float], mx: Dict[str, float]) -> float:
     return (mx["first"] - mx["repeat"]) - (plain["first"] - plain["repeat"])
 
 
+def one_time_cpu(rounds: List[dict]) -> Dict[str, float]:
+    """mx's one-time work in CPU seconds, by part of the process tree (``one_time_cost``
+    over each statement's CPU of that part), and in all (``total``): medians of
+    ``rounds``."""
+    def cpu(result: dict, part: Optional[str]) -> Dict[str, float]:
+        return {s: (sum(result["cpu"][s].values()) if part is None
+                    else result["cpu"][s].get(part, 0.0)) for s in ("first", "repeat")}
+
+    out = {"total": median(one_time_cost(cpu(r["plain"], None), cpu(r["mx"], None))
+                           for r in rounds)}
+    for part in PARTS:
+        out[part] = median(one_time_cost(cpu(r["plain"], part), cpu(r["mx"], part))
+                           for r in rounds)
+    return out
+
+
 def _say(*parts) -> None:
     print(time.strftime("%H:%M:%S"), "startup:", *parts, file=sys.stderr, flush=True)
 
@@ -84,25 +103,33 @@ def _environ(**extra) -> Dict[str, str]:
     return env
 
 
-def _timed(cmd: List[str], log: str, **extra) -> dict:
+def _timed(cmd: List[str], log: str, *, cpu: bool = False, **extra) -> dict:
     """Run ``cmd`` in a fresh working directory and catalog: wall seconds, and the
-    seconds of each statement; ``error`` when it failed."""
+    seconds of each statement (with ``cpu``, also each statement's CPU seconds by part
+    of the process tree, ``bench.cpu_split``); ``error`` when it failed."""
     scratch = tempfile.mkdtemp(prefix="startup-")
     try:
         env = _environ(MXSQL_HOME=os.path.join(scratch, "home"), **extra)
         started = time.monotonic()
-        run = subprocess.run(cmd, cwd=scratch, env=env, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             check=False)
+        if cpu:
+            code, stderr, split = sampled_run(cmd, cwd=scratch, env=env)
+        else:
+            run = subprocess.run(cmd, cwd=scratch, env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 check=False)
+            code, stderr, split = run.returncode, run.stderr, None
         wall = time.monotonic() - started
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     with open(log, "w") as f:
-        f.write(run.stderr)
-    if run.returncode != 0:
-        tail = run.stderr.strip().splitlines()[-5:]
-        return {"error": f"exit code {run.returncode}", "log": log, "stderr_tail": tail}
-    return {"wall": wall, "statements": time_taken(run.stderr)}
+        f.write(stderr)
+    if code != 0:
+        tail = stderr.strip().splitlines()[-5:]
+        return {"error": f"exit code {code}", "log": log, "stderr_tail": tail}
+    out = {"wall": wall, "statements": time_taken(stderr)}
+    if split is not None:
+        out["cpu"] = [dict(parts) for _, parts in split]
+    return out
 
 
 def _mxsql() -> str:
@@ -196,14 +223,15 @@ def ctas(logs: str, prefix: str, images: str, rounds: int) -> dict:
         one = {}
         for kind in (("plain", "mx") if number % 2 == 0 else ("mx", "plain")):
             result = _timed([_mxsql(), *conf, "-f", scripts[kind]],
-                            os.path.join(logs, f"ctas-{number}-{kind}.log"))
+                            os.path.join(logs, f"ctas-{number}-{kind}.log"), cpu=True)
             if "error" not in result:
                 if len(result["statements"]) != len(STATEMENTS):
                     result = {"error": f"{len(result['statements'])} statements timed, "
                                        f"{len(STATEMENTS)} run", "log": result.get("log")}
                 else:
                     result = {"wall": result["wall"],
-                              **dict(zip(STATEMENTS, result.pop("statements")))}
+                              **dict(zip(STATEMENTS, result.pop("statements"))),
+                              "cpu": dict(zip(STATEMENTS, result["cpu"]))}
             one[kind] = result
         _say("CTAS round", number, {k: {s: round(v, 2) for s, v in r.items()
                                         if isinstance(v, float)} for k, r in one.items()})
@@ -214,6 +242,7 @@ def ctas(logs: str, prefix: str, images: str, rounds: int) -> dict:
         summary["median"] = {kind: {s: median(r[kind][s] for r in ok)
                                     for s in ("wall", *STATEMENTS)} for kind in _SELECTED}
         summary["one_time"] = median(one_time_cost(r["plain"], r["mx"]) for r in ok)
+        summary["one_time_cpu"] = one_time_cpu(ok)
         summary["limit_again"] = median(r["mx"]["limit_again"] - r["mx"]["limit"] for r in ok)
     return {"runs": runs, **summary}
 
@@ -357,6 +386,13 @@ def report_lines(startup: dict) -> List[str]:
                 f"{_check(c['one_time'] <= TARGET_ONE_TIME_S)}. "
                 f"A LIMIT 10 after a LIMIT (a new worker) costs {c['limit_again']:.2f} s more "
                 "than the first LIMIT 10 after the CTAS (a warm worker)."]
+    work = c.get("one_time_cpu")
+    if work:
+        out += ["", f"The same in CPU seconds of the process tree (`bench.cpu_split`), median "
+                f"of the rounds: {work['total']:.2f} CPU s, of which "
+                + ", ".join(f"{part} {work[part]:.2f}" for part in PARTS)
+                + ". With the cores busy, wall time grows by about this over the number of "
+                "cores."]
     p = startup.get("parts") or {}
     if "median" in p:
         m, pb = p["median"], _pick(before, "parts", "median") or {}

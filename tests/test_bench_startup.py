@@ -12,9 +12,15 @@ from bench import report, startup
 from tests.test_bench_report import results  # noqa: F401 - the benchmark's JSON fixture
 
 
-def _ctas(first: float, repeat: float, limit: float, again: float, wall: float) -> dict:
+def _ctas(first: float, repeat: float, limit: float, again: float, wall: float,
+          python: float = 0.0) -> dict:
+    """A CTAS process's figures; its statements' CPU is twice their seconds, all JIT but
+    ``python`` CPU seconds of Python workers in the first."""
+    cpu = {s: {"jit": 2 * v} for s, v in (("first", first), ("repeat", repeat),
+                                         ("limit", limit), ("limit_again", again))}
+    cpu["first"] = {"jit": 2 * first - python, "python workers": python}
     return {"first": first, "repeat": repeat, "limit": limit, "limit_again": again,
-            "wall": wall}
+            "wall": wall, "cpu": cpu}
 
 
 @pytest.fixture
@@ -22,7 +28,8 @@ def run() -> dict:
     rounds = [{"mxsql": {"wall": 7.0 + i, "statements": [1.1]},
                "mxsql_no_archive": {"wall": 11.0, "statements": [1.4]},
                "spark_sql": {"wall": 13.0, "statements": [3.0]}} for i in range(3)]
-    ctas = [{"plain": _ctas(5.0, 0.6, 0.3, 0.3, 9.0), "mx": _ctas(17.2, 12.4, 0.2, 0.9, 35.0)}]
+    ctas = [{"plain": _ctas(5.0, 0.6, 0.3, 0.3, 9.0),
+             "mx": _ctas(17.2, 12.4, 0.2, 0.9, 35.0, python=0.5)}]
     parts = {"imports": 1.2, "fork": 0.004, "load": 0.15, "batch_first": 0.5,
              "batch_again": 0.3, "short_first": 0.09, "short_again": 0.04}
     return {
@@ -31,6 +38,7 @@ def run() -> dict:
         "select1": {"runs": rounds, **startup._select_one_summary(rounds)},
         "ctas": {"runs": ctas, "median": {k: v for k, v in ctas[0].items()},
                  "one_time": startup.one_time_cost(ctas[0]["plain"], ctas[0]["mx"]),
+                 "one_time_cpu": startup.one_time_cpu(ctas),
                  "limit_again": 0.7},
         "parts": {"runs": [dict(parts)], "median": parts, "batch_size": 32, "short_batch": 4,
                   "preloaded": ["numpy", "mxnet"]},
@@ -47,6 +55,16 @@ def test_one_time_cost_is_mx_first_over_repeat_beyond_plain():
     plain = _ctas(5.0, 0.6, 0, 0, 0)
     mx = _ctas(17.2, 12.4, 0, 0, 0)
     assert startup.one_time_cost(plain, mx) == pytest.approx(4.8 - 4.4)
+
+
+def test_one_time_cpu_is_the_same_difference_over_cpu_seconds_by_part():
+    rounds = [{"plain": _ctas(5.0, 0.6, 0, 0, 0), "mx": _ctas(17.2, 12.4, 0, 0, 0, python=p)}
+              for p in (0.5, 0.7, 3.0)]
+    work = startup.one_time_cpu(rounds)
+    assert work["total"] == pytest.approx(2 * (4.8 - 4.4))
+    assert work["python workers"] == pytest.approx(0.7)  # the median round
+    assert work["jit"] == pytest.approx(2 * (4.8 - 4.4) - 0.7)
+    assert work["tasks"] == 0
 
 
 def test_select_one_ratio_is_the_median_of_the_rounds_ratios(run):
@@ -74,6 +92,8 @@ def test_report_rows_follow_the_json(run):
     assert "0.40 s" in text and "Target <= 1.0 s: met" in text
     assert "| model load | 0.15 |" in text
     assert "| first short batch (shape 4) | 0.09 |" in text
+    assert "0.80 CPU s, of which jit 0.30, driver 0.00" in text
+    assert "python workers 0.50" in text
     run["ctas"]["one_time"] = 1.3
     assert "Target <= 1.0 s: **not met**" in "\n".join(startup.report_lines(run))
 
